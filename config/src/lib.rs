@@ -1,0 +1,162 @@
+//! `labnet-config`: the one TOML file that every labnet daemon and `labnetctl` read.
+//!
+//! Two layers, as in dora: [`raw`] holds serde structs that mirror the file
+//! (`deny_unknown_fields`, values that parse on their own such as addresses
+//! and durations are parsed right there, so a bad one is reported by the TOML
+//! parser with its line); [`Config::parse`] then checks what only makes sense
+//! across keys (a pool outside its subnet, two subnets that overlap) and
+//! reports the key and the line of the offending value.
+//!
+//! A section that is absent means "this daemon is not configured": a daemon
+//! refuses to start without its own section, the others ignore it.
+
+mod raw;
+mod types;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use types::*;
+
+/// Why a config file was refused. Every variant names the file; parse and
+/// validation errors also name the line and the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+    #[error("{path}: section [{section}] is required by {daemon}")]
+    MissingSection {
+        path: PathBuf,
+        section: &'static str,
+        daemon: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// The 1-based line the error points at, when it points at one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the file was read from (for messages).
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub dhcp: Option<DhcpConfig>,
+    pub tftp: Option<TftpConfig>,
+    pub pxe: Option<PxeConfig>,
+    pub dns: Option<DnsConfig>,
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validate config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let ctx = Ctx {
+            text,
+            path: path.as_ref(),
+        };
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ctx.from_toml(&e))?;
+        raw.validate(&ctx)
+    }
+
+    /// The DHCP section, or an error naming it for `daemon`.
+    pub fn require_dhcp(&self, daemon: &'static str) -> Result<&DhcpConfig, ConfigError> {
+        self.dhcp.as_ref().ok_or_else(|| self.missing("dhcp", daemon))
+    }
+
+    pub fn require_tftp(&self, daemon: &'static str) -> Result<&TftpConfig, ConfigError> {
+        self.tftp.as_ref().ok_or_else(|| self.missing("tftp", daemon))
+    }
+
+    pub fn require_dns(&self, daemon: &'static str) -> Result<&DnsConfig, ConfigError> {
+        self.dns.as_ref().ok_or_else(|| self.missing("dns", daemon))
+    }
+
+    fn missing(&self, section: &'static str, daemon: &'static str) -> ConfigError {
+        ConfigError::MissingSection {
+            path: self.path.clone(),
+            section,
+            daemon,
+        }
+    }
+}
+
+/// What validation needs to turn a byte span into "line N, key K".
+pub(crate) struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    pub(crate) fn invalid(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: self.line_of(span.start),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A TOML or serde error: the parser knows the span; the key is whatever
+    /// stands left of `=` on that line (or the table header).
+    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+        let start = e.span().map(|s| s.start).unwrap_or(0);
+        let line = self.line_of(start);
+        let text = self.text.lines().nth(line - 1).unwrap_or("");
+        let key = match text.split_once('=') {
+            Some((k, _)) => k.trim().to_owned(),
+            None => text.trim().to_owned(),
+        };
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            key,
+            reason: e.message().trim().to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,613 @@
+//! The file as serde sees it. Unknown keys are refused; values that can be
+//! checked alone (addresses, networks, durations, ranges) are parsed here, so
+//! the TOML parser reports a bad one with its line. Checks across keys are in
+//! the `validate` methods, which know each value's span.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::types::*;
+use crate::{Config, ConfigError, Ctx};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    store: RawStore,
+    dhcp: Option<RawDhcp>,
+    tftp: Option<RawTftp>,
+    pxe: Option<RawPxe>,
+    dns: Option<RawDns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDhcp {
+    interfaces: Spanned<Vec<String>>,
+    #[serde(default = "default_dhcp_port")]
+    port: u16,
+    #[serde(default = "yes")]
+    ping_check: bool,
+    #[serde(default = "default_ping_timeout", deserialize_with = "duration")]
+    ping_timeout: Duration,
+    #[serde(default = "default_offer_hold", deserialize_with = "duration")]
+    offer_hold: Duration,
+    #[serde(default = "default_probation", deserialize_with = "duration")]
+    decline_probation: Duration,
+    #[serde(default = "yes")]
+    authoritative: bool,
+    #[serde(default = "default_max_packets")]
+    max_packets_per_client: u32,
+    #[serde(default = "default_commit_batch")]
+    commit_batch: Spanned<usize>,
+    #[serde(default)]
+    subnets: Vec<RawSubnet>,
+    #[serde(default)]
+    options: Vec<RawOption>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubnet {
+    cidr: Spanned<Ipv4Net>,
+    pools: Vec<Spanned<Range>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<Range>>,
+    #[serde(default)]
+    routers: Vec<Ipv4Addr>,
+    #[serde(default)]
+    dns_servers: Vec<Ipv4Addr>,
+    #[serde(default)]
+    ntp_servers: Vec<Ipv4Addr>,
+    domain: Option<Spanned<String>>,
+    #[serde(default)]
+    domain_search: Vec<Spanned<String>>,
+    mtu: Option<Spanned<u16>>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default = "default_lease_time", deserialize_with = "spanned_duration")]
+    lease_time: Spanned<Duration>,
+    #[serde(default, deserialize_with = "opt_spanned_duration")]
+    renew_time: Option<Spanned<Duration>>,
+    #[serde(default, deserialize_with = "opt_spanned_duration")]
+    rebind_time: Option<Spanned<Duration>>,
+    #[serde(default)]
+    options: Vec<RawOption>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    destination: Ipv4Net,
+    gateway: Ipv4Addr,
+}
+
+/// `{ code = 252, text = "..." }`: exactly one of the value keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOption {
+    code: Spanned<u8>,
+    text: Option<String>,
+    hex: Option<Spanned<String>>,
+    ips: Option<Vec<Ipv4Addr>>,
+    u8: Option<u8>,
+    u16: Option<u16>,
+    u32: Option<u32>,
+    bool: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTftp {
+    listen: Spanned<Vec<SocketAddr>>,
+    root: PathBuf,
+    upload_dir: Option<PathBuf>,
+    #[serde(default = "default_max_transfers")]
+    max_transfers: Spanned<usize>,
+    #[serde(default = "default_max_transfers_per_client")]
+    max_transfers_per_client: Spanned<usize>,
+    #[serde(default = "default_max_blksize")]
+    max_blksize: Spanned<u16>,
+    #[serde(default = "default_max_windowsize")]
+    max_windowsize: Spanned<u16>,
+    #[serde(default = "default_tftp_timeout", deserialize_with = "duration")]
+    timeout: Duration,
+    #[serde(default = "default_tftp_retries")]
+    retries: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPxe {
+    tftp_server: Ipv4Addr,
+    #[serde(default = "default_bios_boot_file")]
+    bios_boot_file: String,
+    #[serde(default = "default_uefi_boot_file")]
+    uefi_boot_file: String,
+    #[serde(default = "default_uefi32_boot_file")]
+    uefi32_boot_file: String,
+    #[serde(default = "default_ipxe_script")]
+    ipxe_script: String,
+    default_profile: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Spanned<Vec<SocketAddr>>,
+    #[serde(default)]
+    recursion_allowed: Vec<IpNet>,
+    root_hints: Option<PathBuf>,
+    #[serde(default)]
+    forwarders: Vec<SocketAddr>,
+    lease_zone: Option<Spanned<String>>,
+    #[serde(default = "default_lease_ttl")]
+    lease_ttl: u32,
+    #[serde(default)]
+    secondaries: Vec<SocketAddr>,
+    #[serde(default)]
+    allow_transfer: Vec<IpNet>,
+}
+
+/// `a-b` or a single address, parsed where it stands.
+struct Range(Ipv4Range);
+
+impl<'de> Deserialize<'de> for Range {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Range).map_err(serde::de::Error::custom)
+    }
+}
+
+/// "12h", "90s", "1h 30m" (humantime), or a number of seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Secs(u64),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Secs(s) => Ok(Duration::from_secs(s)),
+        Either::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{t}` is not a duration ({e}); write it like \"12h\", \"90s\" or a number of seconds"
+            ))
+        }),
+    }
+}
+
+fn spanned_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "duration")] Duration);
+    let s = Spanned::<W>::deserialize(d)?;
+    let span = s.span();
+    Ok(Spanned::new(span, s.into_inner().0))
+}
+
+fn opt_spanned_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Spanned<Duration>>, D::Error> {
+    spanned_duration(d).map(Some)
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_dhcp_port() -> u16 {
+    67
+}
+fn default_ping_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_offer_hold() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_probation() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_max_packets() -> u32 {
+    20
+}
+fn default_commit_batch() -> Spanned<usize> {
+    Spanned::new(0..0, 512)
+}
+fn default_lease_time() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(12 * 3600))
+}
+fn default_max_transfers() -> Spanned<usize> {
+    Spanned::new(0..0, 512)
+}
+fn default_max_transfers_per_client() -> Spanned<usize> {
+    Spanned::new(0..0, 64)
+}
+fn default_max_blksize() -> Spanned<u16> {
+    Spanned::new(0..0, 65464)
+}
+fn default_max_windowsize() -> Spanned<u16> {
+    Spanned::new(0..0, 64)
+}
+fn default_tftp_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_tftp_retries() -> u32 {
+    5
+}
+fn default_bios_boot_file() -> String {
+    "pxelinux.0".into()
+}
+fn default_uefi_boot_file() -> String {
+    "ipxe.efi".into()
+}
+fn default_uefi32_boot_file() -> String {
+    "ipxe-i386.efi".into()
+}
+fn default_ipxe_script() -> String {
+    "boot.ipxe".into()
+}
+fn default_lease_ttl() -> u32 {
+    60
+}
+
+impl RawConfig {
+    pub(crate) fn validate(self, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
+        let url = self.store.url;
+        let known = ["sqlite://", "sqlite:"];
+        if !known.iter().any(|p| url.get_ref().starts_with(p)) {
+            return Err(ctx.invalid(
+                url.span(),
+                "store.url",
+                format!(
+                    "`{}` is not a store URL this build supports; write sqlite:///path/to/labnet.db",
+                    url.get_ref()
+                ),
+            ));
+        }
+        Ok(Config {
+            path: ctx.path.to_owned(),
+            store: StoreConfig {
+                url: url.into_inner(),
+            },
+            dhcp: self.dhcp.map(|d| d.validate(ctx)).transpose()?,
+            tftp: self.tftp.map(|t| t.validate(ctx)).transpose()?,
+            pxe: self.pxe.map(RawPxe::validate),
+            dns: self.dns.map(|d| d.validate(ctx)).transpose()?,
+        })
+    }
+}
+
+impl RawDhcp {
+    fn validate(self, ctx: &Ctx<'_>) -> Result<DhcpConfig, ConfigError> {
+        if self.interfaces.get_ref().is_empty() {
+            return Err(ctx.invalid(
+                self.interfaces.span(),
+                "dhcp.interfaces",
+                "name at least one interface to serve on",
+            ));
+        }
+        if *self.commit_batch.get_ref() == 0 {
+            return Err(ctx.invalid(
+                self.commit_batch.span(),
+                "dhcp.commit_batch",
+                "must be at least 1",
+            ));
+        }
+        let mut subnets: Vec<Subnet> = Vec::new();
+        for (i, s) in self.subnets.into_iter().enumerate() {
+            let cidr_span = s.cidr.span();
+            let subnet = s.validate(ctx, i)?;
+            if let Some(other) = subnets.iter().find(|o| {
+                o.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&o.cidr.network())
+            }) {
+                return Err(ctx.invalid(
+                    cidr_span,
+                    format!("dhcp.subnets[{i}].cidr"),
+                    format!("{} overlaps subnet {}", subnet.cidr, other.cidr),
+                ));
+            }
+            subnets.push(subnet);
+        }
+        let options = validate_options(ctx, self.options, "dhcp.options")?;
+        Ok(DhcpConfig {
+            interfaces: self.interfaces.into_inner(),
+            port: self.port,
+            ping_check: self.ping_check,
+            ping_timeout: self.ping_timeout,
+            offer_hold: self.offer_hold,
+            decline_probation: self.decline_probation,
+            authoritative: self.authoritative,
+            max_packets_per_client: self.max_packets_per_client,
+            commit_batch: self.commit_batch.into_inner(),
+            subnets,
+            options,
+        })
+    }
+}
+
+impl RawSubnet {
+    fn validate(self, ctx: &Ctx<'_>, i: usize) -> Result<Subnet, ConfigError> {
+        let key = |k: &str| format!("dhcp.subnets[{i}].{k}");
+        let cidr = self.cidr.get_ref().trunc();
+        let inside = |r: &Ipv4Range| cidr.contains(&r.start) && cidr.contains(&r.end);
+        let mut pools: Vec<Ipv4Range> = Vec::new();
+        for p in &self.pools {
+            let r = p.get_ref().0;
+            if !inside(&r) {
+                return Err(ctx.invalid(
+                    p.span(),
+                    key("pools"),
+                    format!("pool {r} is not inside {cidr}"),
+                ));
+            }
+            if let Some(o) = pools.iter().find(|o| o.overlaps(&r)) {
+                return Err(ctx.invalid(
+                    p.span(),
+                    key("pools"),
+                    format!("pool {r} overlaps pool {o}"),
+                ));
+            }
+            pools.push(r);
+        }
+        let lease_time = *self.lease_time.get_ref();
+        if lease_time < Duration::from_secs(10) {
+            return Err(ctx.invalid(
+                self.lease_time.span(),
+                key("lease_time"),
+                "a lease shorter than 10s is not useful",
+            ));
+        }
+        // RFC 2131 §4.4.5: T1 defaults to 0.5 and T2 to 0.875 of the lease; T1 < T2 < lease.
+        let renew_time = self
+            .renew_time
+            .as_ref()
+            .map(|t| *t.get_ref())
+            .unwrap_or(lease_time / 2);
+        let rebind_time = self
+            .rebind_time
+            .as_ref()
+            .map(|t| *t.get_ref())
+            .unwrap_or(lease_time * 7 / 8);
+        if renew_time >= rebind_time || rebind_time >= lease_time {
+            let span = self
+                .renew_time
+                .as_ref()
+                .or(self.rebind_time.as_ref())
+                .map(|t| t.span())
+                .unwrap_or(self.lease_time.span());
+            return Err(ctx.invalid(
+                span,
+                key("renew_time"),
+                "need renew_time < rebind_time < lease_time (RFC 2131 §4.4.5)",
+            ));
+        }
+        if let Some(mtu) = &self.mtu {
+            // RFC 2132 §5.1: the minimum legal MTU is 68.
+            if *mtu.get_ref() < 68 {
+                return Err(ctx.invalid(mtu.span(), key("mtu"), "the smallest MTU is 68"));
+            }
+        }
+        for name in self.domain.iter().chain(self.domain_search.iter()) {
+            check_domain(ctx, name, &key("domain"))?;
+        }
+        Ok(Subnet {
+            cidr,
+            pools,
+            exclude: self.exclude.iter().map(|r| r.get_ref().0).collect(),
+            routers: self.routers,
+            dns_servers: self.dns_servers,
+            ntp_servers: self.ntp_servers,
+            domain: self.domain.map(|d| d.into_inner()),
+            domain_search: self
+                .domain_search
+                .into_iter()
+                .map(|d| d.into_inner())
+                .collect(),
+            mtu: self.mtu.map(|m| m.into_inner()),
+            routes: self
+                .routes
+                .into_iter()
+                .map(|r| StaticRoute {
+                    destination: r.destination.trunc(),
+                    gateway: r.gateway,
+                })
+                .collect(),
+            lease_time,
+            renew_time,
+            rebind_time,
+            options: validate_options(ctx, self.options, &key("options"))?,
+        })
+    }
+}
+
+fn check_domain(ctx: &Ctx<'_>, name: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
+    let n = name.get_ref().trim_end_matches('.');
+    let ok = !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ctx.invalid(
+            name.span(),
+            key,
+            format!("`{}` is not a domain name", name.get_ref()),
+        ))
+    }
+}
+
+fn validate_options(
+    ctx: &Ctx<'_>,
+    raw: Vec<RawOption>,
+    key: &str,
+) -> Result<Vec<ExtraOption>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for o in raw {
+        let code = *o.code.get_ref();
+        // Codes 0 (pad) and 255 (end) are framing, not options (RFC 2132 §3.1, §3.2).
+        if code == 0 || code == 255 {
+            return Err(ctx.invalid(
+                o.code.span(),
+                format!("{key}.code"),
+                "codes 0 and 255 are pad and end",
+            ));
+        }
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        if let Some(t) = o.text {
+            values.push(t.into_bytes());
+        }
+        if let Some(h) = &o.hex {
+            values.push(parse_hex(h.get_ref()).ok_or_else(|| {
+                ctx.invalid(
+                    h.span(),
+                    format!("{key}.hex"),
+                    "hex must be pairs of hex digits, optionally separated by ':' or spaces",
+                )
+            })?);
+        }
+        if let Some(ips) = o.ips {
+            values.push(ips.iter().flat_map(|ip| ip.octets()).collect());
+        }
+        if let Some(v) = o.u8 {
+            values.push(vec![v]);
+        }
+        if let Some(v) = o.u16 {
+            values.push(v.to_be_bytes().to_vec());
+        }
+        if let Some(v) = o.u32 {
+            values.push(v.to_be_bytes().to_vec());
+        }
+        if let Some(v) = o.bool {
+            values.push(vec![u8::from(v)]);
+        }
+        if values.len() != 1 {
+            return Err(ctx.invalid(
+                o.code.span(),
+                key,
+                "give exactly one of text, hex, ips, u8, u16, u32, bool",
+            ));
+        }
+        let data = values.remove(0);
+        if data.len() > 255 {
+            return Err(ctx.invalid(
+                o.code.span(),
+                key,
+                "an option carries at most 255 bytes",
+            ));
+        }
+        out.push(ExtraOption { code, data });
+    }
+    Ok(out)
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !matches!(b, b':' | b' ' | b'-'))
+        .collect();
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
+}
+
+impl RawTftp {
+    fn validate(self, ctx: &Ctx<'_>) -> Result<TftpConfig, ConfigError> {
+        if self.listen.get_ref().is_empty() {
+            return Err(ctx.invalid(
+                self.listen.span(),
+                "tftp.listen",
+                "name at least one address:port",
+            ));
+        }
+        // RFC 2348: blksize is 8..=65464; RFC 7440: windowsize 1..=65535.
+        let bs = *self.max_blksize.get_ref();
+        if !(512..=65464).contains(&bs) {
+            return Err(ctx.invalid(
+                self.max_blksize.span(),
+                "tftp.max_blksize",
+                "must be within 512..=65464 (RFC 2348)",
+            ));
+        }
+        if *self.max_windowsize.get_ref() == 0 {
+            return Err(ctx.invalid(
+                self.max_windowsize.span(),
+                "tftp.max_windowsize",
+                "must be at least 1 (RFC 7440)",
+            ));
+        }
+        for (v, k) in [
+            (&self.max_transfers, "tftp.max_transfers"),
+            (&self.max_transfers_per_client, "tftp.max_transfers_per_client"),
+        ] {
+            if *v.get_ref() == 0 {
+                return Err(ctx.invalid(v.span(), k, "must be at least 1"));
+            }
+        }
+        Ok(TftpConfig {
+            listen: self.listen.into_inner(),
+            root: self.root,
+            upload_dir: self.upload_dir,
+            max_transfers: self.max_transfers.into_inner(),
+            max_transfers_per_client: self.max_transfers_per_client.into_inner(),
+            max_blksize: bs,
+            max_windowsize: self.max_windowsize.into_inner(),
+            timeout: self.timeout,
+            retries: self.retries,
+        })
+    }
+}
+
+impl RawPxe {
+    fn validate(self) -> PxeConfig {
+        PxeConfig {
+            tftp_server: self.tftp_server,
+            bios_boot_file: self.bios_boot_file,
+            uefi_boot_file: self.uefi_boot_file,
+            uefi32_boot_file: self.uefi32_boot_file,
+            ipxe_script: self.ipxe_script,
+            default_profile: self.default_profile,
+        }
+    }
+}
+
+impl RawDns {
+    fn validate(self, ctx: &Ctx<'_>) -> Result<DnsConfig, ConfigError> {
+        if self.listen.get_ref().is_empty() {
+            return Err(ctx.invalid(
+                self.listen.span(),
+                "dns.listen",
+                "name at least one address:port",
+            ));
+        }
+        if let Some(z) = &self.lease_zone {
+            check_domain(ctx, z, "dns.lease_zone")?;
+        }
+        Ok(DnsConfig {
+            listen: self.listen.into_inner(),
+            recursion_allowed: self.recursion_allowed,
+            root_hints: self.root_hints,
+            forwarders: self.forwarders,
+            lease_zone: self.lease_zone.map(|z| z.into_inner()),
+            lease_ttl: self.lease_ttl,
+            secondaries: self.secondaries,
+            allow_transfer: self.allow_transfer,
+        })
+    }
+}

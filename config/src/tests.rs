@@ -1,0 +1,87 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn dir(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(sub)
+}
+
+fn toml_files(sub: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir(sub))
+        .unwrap_or_else(|e| panic!("{sub}: {e}"))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_shipped_example_parses_with_every_section() {
+    let c = Config::load(dir("../dist/labnet.toml")).expect("dist/labnet.toml");
+    let dhcp = c.dhcp.as_ref().expect("dhcp");
+    assert_eq!(dhcp.interfaces, ["br0"]);
+    let s = &dhcp.subnets[0];
+    assert_eq!(s.cidr.to_string(), "10.77.0.0/24");
+    assert_eq!(s.lease_time, std::time::Duration::from_secs(12 * 3600));
+    assert_eq!(s.renew_time, s.lease_time / 2);
+    assert!(s.in_pool("10.77.0.100".parse().expect("ip")));
+    assert!(!s.in_pool("10.77.0.150".parse().expect("ip")), "excluded");
+    assert!(c.tftp.is_some() && c.pxe.is_some() && c.dns.is_some());
+}
+
+#[test]
+fn every_valid_example_parses() {
+    let files = toml_files("tests/valid");
+    assert!(!files.is_empty(), "no files found in tests/valid");
+    for f in files {
+        Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}
+
+/// Each file in tests/invalid starts with `# expect: line N: WORD`; loading it
+/// must fail at that line with WORD somewhere in the message.
+#[test]
+fn every_invalid_example_is_refused_with_line_and_key() {
+    let files = toml_files("tests/invalid");
+    assert!(files.len() >= 10, "expected the invalid examples, found {}", files.len());
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: line "))
+            .unwrap_or_else(|| panic!("{}: first line must be '# expect: line N: WORD'", f.display()));
+        let (line, word) = expect.split_once(": ").expect("N: WORD");
+        let line: usize = line.parse().expect("line number");
+        let err = Config::load(&f).expect_err(&format!("{} must be refused", f.display()));
+        let msg = err.to_string();
+        assert_eq!(err.line(), Some(line), "{}: wrong line in: {msg}", f.display());
+        assert!(msg.contains(word), "{}: `{word}` missing from: {msg}", f.display());
+    }
+}
+
+#[test]
+fn extra_options_are_encoded() {
+    let c = Config::parse(
+        r#"
+[store]
+url = "sqlite:///tmp/x.db"
+[dhcp]
+interfaces = ["eth0"]
+options = [
+  { code = 252, text = "http://x/wpad.dat" },
+  { code = 150, ips = ["10.0.0.1", "10.0.0.2"] },
+  { code = 224, hex = "de:ad:be:ef" },
+  { code = 225, u16 = 1500 },
+]
+"#,
+        "inline",
+    )
+    .expect("parses");
+    let o = &c.dhcp.expect("dhcp").options;
+    assert_eq!(o[0].data, b"http://x/wpad.dat");
+    assert_eq!(o[1].data, [10, 0, 0, 1, 10, 0, 0, 2]);
+    assert_eq!(o[2].data, [0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(o[3].data, [0x05, 0xdc]);
+}

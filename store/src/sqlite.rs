@@ -1,0 +1,64 @@
+//! The SQLite backend: one file in WAL mode shared by every labnet process.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::{Result, Store, StoreError, Topic};
+
+/// The store on one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            // WAL lets readers (dnsd, tftpd, labnetctl) run beside dhcpd's writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed lease survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            // Several processes write; wait for the lock rather than fail.
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// Bump `topic`'s counter inside the writer's transaction.
+pub(crate) async fn bump(tx: &mut Transaction<'_, Sqlite>, topic: Topic) -> Result<()> {
+    sqlx::query("UPDATE generations SET gen = gen + 1 WHERE topic = ?")
+        .bind(topic.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn generation(&self, topic: Topic) -> Result<i64> {
+        let gen: Option<i64> = sqlx::query_scalar("SELECT gen FROM generations WHERE topic = ?")
+            .bind(topic.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(gen.unwrap_or(0))
+    }
+}

@@ -1,0 +1,95 @@
+use super::*;
+
+async fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let s = open_sqlite(&url).await.expect("open");
+    (dir, s)
+}
+
+fn lease(ip: &str, mac: &str, expires: i64) -> Lease {
+    Lease {
+        ip: ip.parse().expect("ip"),
+        mac: mac.into(),
+        client_id: None,
+        hostname: Some("vm1".into()),
+        state: LeaseState::Bound,
+        starts: 100,
+        expires,
+    }
+}
+
+#[tokio::test]
+async fn leases_round_trip_and_bump_generation() {
+    let (_d, s) = temp_store().await;
+    let g0 = s.generation(Topic::Leases).await.expect("gen");
+    let a = lease("10.0.0.5", "52:54:00:00:00:01", 1000);
+    s.commit_leases(&[a.clone(), lease("10.0.0.6", "52:54:00:00:00:02", 50)])
+        .await
+        .expect("commit");
+    assert_eq!(s.generation(Topic::Leases).await.expect("gen"), g0 + 1);
+    let mut all = s.load_leases().await.expect("load");
+    all.sort_by_key(|l| l.ip);
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], a);
+    // Only the unexpired one is active at t=500.
+    let active = s.active_leases(500).await.expect("active");
+    assert_eq!(active, vec![a.clone()]);
+    // Upsert replaces.
+    let mut b = a.clone();
+    b.mac = "52:54:00:00:00:09".into();
+    s.commit_leases(&[b.clone()]).await.expect("commit");
+    assert!(s.load_leases().await.expect("load").contains(&b));
+}
+
+#[tokio::test]
+async fn admin_release_bumps_both_counters() {
+    let (_d, s) = temp_store().await;
+    s.commit_leases(&[lease("10.0.0.5", "52:54:00:00:00:01", 1000)])
+        .await
+        .expect("commit");
+    let admin0 = s.generation(Topic::LeaseAdmin).await.expect("gen");
+    assert!(s.release_lease("10.0.0.5".parse().expect("ip"), 200).await.expect("release"));
+    assert!(!s.release_lease("10.0.0.9".parse().expect("ip"), 200).await.expect("release"));
+    assert_eq!(s.generation(Topic::LeaseAdmin).await.expect("gen"), admin0 + 1);
+    assert!(s.active_leases(150).await.expect("active").is_empty());
+}
+
+#[tokio::test]
+async fn reservations_refuse_duplicates() {
+    let (_d, s) = temp_store().await;
+    let r = Reservation {
+        key: ReservationKey::Mac("52:54:00:aa:bb:cc".into()),
+        ip: "10.0.0.50".parse().expect("ip"),
+        hostname: Some("pinned".into()),
+        profile: None,
+    };
+    s.add_reservation(&r).await.expect("add");
+    let dup_ip = Reservation {
+        key: ReservationKey::Mac("52:54:00:aa:bb:cd".into()),
+        ..r.clone()
+    };
+    assert!(matches!(s.add_reservation(&dup_ip).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.reservations().await.expect("list"), vec![r.clone()]);
+    assert!(s.remove_reservation(&r.key).await.expect("remove"));
+    assert!(s.reservations().await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn two_handles_share_one_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let a = open_sqlite(&url).await.expect("a");
+    let b = open_sqlite(&url).await.expect("b");
+    a.commit_leases(&[lease("10.0.0.5", "52:54:00:00:00:01", 1000)])
+        .await
+        .expect("commit");
+    assert_eq!(b.load_leases().await.expect("load").len(), 1);
+}
+
+#[test]
+fn macs_format_and_parse() {
+    assert_eq!(format_mac(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]), "52:54:00:12:34:56");
+    assert_eq!(parse_mac("52-54-00-12-34-56"), Some(vec![0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+    assert_eq!(parse_mac("5254.0012.3456"), None);
+}
