@@ -83,17 +83,21 @@ impl Config {
             text,
             path: path.as_ref(),
         };
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ctx.from_toml(&e))?;
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
         raw.validate(&ctx)
     }
 
     /// The DHCP section, or an error naming it for `daemon`.
     pub fn require_dhcp(&self, daemon: &'static str) -> Result<&DhcpConfig, ConfigError> {
-        self.dhcp.as_ref().ok_or_else(|| self.missing("dhcp", daemon))
+        self.dhcp
+            .as_ref()
+            .ok_or_else(|| self.missing("dhcp", daemon))
     }
 
     pub fn require_tftp(&self, daemon: &'static str) -> Result<&TftpConfig, ConfigError> {
-        self.tftp.as_ref().ok_or_else(|| self.missing("tftp", daemon))
+        self.tftp
+            .as_ref()
+            .ok_or_else(|| self.missing("tftp", daemon))
     }
 
     pub fn require_dns(&self, daemon: &'static str) -> Result<&DnsConfig, ConfigError> {
@@ -141,7 +145,7 @@ impl Ctx<'_> {
 
     /// A TOML or serde error: the parser knows the span; the key is whatever
     /// stands left of `=` on that line (or the table header).
-    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let start = e.span().map(|s| s.start).unwrap_or(0);
         let line = self.line_of(start);
         let text = self.text.lines().nth(line - 1).unwrap_or("");

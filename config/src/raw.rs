@@ -436,7 +436,8 @@ fn check_domain(ctx: &Ctx<'_>, name: &Spanned<String>, key: &str) -> Result<(), 
         && n.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if ok {
         Ok(())
@@ -502,11 +503,7 @@ fn validate_options(
         }
         let data = values.remove(0);
         if data.len() > 255 {
-            return Err(ctx.invalid(
-                o.code.span(),
-                key,
-                "an option carries at most 255 bytes",
-            ));
+            return Err(ctx.invalid(o.code.span(), key, "an option carries at most 255 bytes"));
         }
         out.push(ExtraOption { code, data });
     }
@@ -518,7 +515,7 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
         .bytes()
         .filter(|b| !matches!(b, b':' | b' ' | b'-'))
         .collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
@@ -554,7 +551,10 @@ impl RawTftp {
         }
         for (v, k) in [
             (&self.max_transfers, "tftp.max_transfers"),
-            (&self.max_transfers_per_client, "tftp.max_transfers_per_client"),
+            (
+                &self.max_transfers_per_client,
+                "tftp.max_transfers_per_client",
+            ),
         ] {
             if *v.get_ref() == 0 {
                 return Err(ctx.invalid(v.span(), k, "must be at least 1"));

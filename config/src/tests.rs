@@ -44,20 +44,38 @@ fn every_valid_example_parses() {
 #[test]
 fn every_invalid_example_is_refused_with_line_and_key() {
     let files = toml_files("tests/invalid");
-    assert!(files.len() >= 10, "expected the invalid examples, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected the invalid examples, found {}",
+        files.len()
+    );
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read");
         let expect = text
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("# expect: line "))
-            .unwrap_or_else(|| panic!("{}: first line must be '# expect: line N: WORD'", f.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: first line must be '# expect: line N: WORD'",
+                    f.display()
+                )
+            });
         let (line, word) = expect.split_once(": ").expect("N: WORD");
         let line: usize = line.parse().expect("line number");
         let err = Config::load(&f).expect_err(&format!("{} must be refused", f.display()));
         let msg = err.to_string();
-        assert_eq!(err.line(), Some(line), "{}: wrong line in: {msg}", f.display());
-        assert!(msg.contains(word), "{}: `{word}` missing from: {msg}", f.display());
+        assert_eq!(
+            err.line(),
+            Some(line),
+            "{}: wrong line in: {msg}",
+            f.display()
+        );
+        assert!(
+            msg.contains(word),
+            "{}: `{word}` missing from: {msg}",
+            f.display()
+        );
     }
 }
 

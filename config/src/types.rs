@@ -51,8 +51,12 @@ impl std::str::FromStr for Ipv4Range {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (s.trim(), s.trim()),
         };
-        let start: Ipv4Addr = a.parse().map_err(|_| format!("`{a}` is not an IPv4 address"))?;
-        let end: Ipv4Addr = b.parse().map_err(|_| format!("`{b}` is not an IPv4 address"))?;
+        let start: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+        let end: Ipv4Addr = b
+            .parse()
+            .map_err(|_| format!("`{b}` is not an IPv4 address"))?;
         if start > end {
             return Err(format!("range {start}-{end} ends before it starts"));
         }

@@ -109,9 +109,10 @@ fn lease_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Lease> {
 #[async_trait::async_trait]
 impl LeaseStore for SqliteStore {
     async fn load_leases(&self) -> Result<Vec<Lease>> {
-        let rows = sqlx::query("SELECT ip, mac, client_id, hostname, state, starts, expires FROM leases")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT ip, mac, client_id, hostname, state, starts, expires FROM leases")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(lease_from_row).collect()
     }
 

@@ -103,8 +103,9 @@ impl ReservationStore for SqliteStore {
     async fn remove_reservation(&self, key: &ReservationKey) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let q = match key {
-            ReservationKey::Mac(m) => sqlx::query("DELETE FROM reservations WHERE mac = ?")
-                .bind(m.to_ascii_lowercase()),
+            ReservationKey::Mac(m) => {
+                sqlx::query("DELETE FROM reservations WHERE mac = ?").bind(m.to_ascii_lowercase())
+            }
             ReservationKey::ClientId(c) => {
                 sqlx::query("DELETE FROM reservations WHERE client_id = ?").bind(c.clone())
             }

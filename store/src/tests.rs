@@ -49,9 +49,18 @@ async fn admin_release_bumps_both_counters() {
         .await
         .expect("commit");
     let admin0 = s.generation(Topic::LeaseAdmin).await.expect("gen");
-    assert!(s.release_lease("10.0.0.5".parse().expect("ip"), 200).await.expect("release"));
-    assert!(!s.release_lease("10.0.0.9".parse().expect("ip"), 200).await.expect("release"));
-    assert_eq!(s.generation(Topic::LeaseAdmin).await.expect("gen"), admin0 + 1);
+    assert!(s
+        .release_lease("10.0.0.5".parse().expect("ip"), 200)
+        .await
+        .expect("release"));
+    assert!(!s
+        .release_lease("10.0.0.9".parse().expect("ip"), 200)
+        .await
+        .expect("release"));
+    assert_eq!(
+        s.generation(Topic::LeaseAdmin).await.expect("gen"),
+        admin0 + 1
+    );
     assert!(s.active_leases(150).await.expect("active").is_empty());
 }
 
@@ -69,7 +78,10 @@ async fn reservations_refuse_duplicates() {
         key: ReservationKey::Mac("52:54:00:aa:bb:cd".into()),
         ..r.clone()
     };
-    assert!(matches!(s.add_reservation(&dup_ip).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.add_reservation(&dup_ip).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.reservations().await.expect("list"), vec![r.clone()]);
     assert!(s.remove_reservation(&r.key).await.expect("remove"));
     assert!(s.reservations().await.expect("list").is_empty());
@@ -89,7 +101,13 @@ async fn two_handles_share_one_file() {
 
 #[test]
 fn macs_format_and_parse() {
-    assert_eq!(format_mac(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]), "52:54:00:12:34:56");
-    assert_eq!(parse_mac("52-54-00-12-34-56"), Some(vec![0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+    assert_eq!(
+        format_mac(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+        "52:54:00:12:34:56"
+    );
+    assert_eq!(
+        parse_mac("52-54-00-12-34-56"),
+        Some(vec![0x52, 0x54, 0, 0x12, 0x34, 0x56])
+    );
     assert_eq!(parse_mac("5254.0012.3456"), None);
 }

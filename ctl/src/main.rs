@@ -1,0 +1,84 @@
+//! `labnetctl`: the one CLI for everything labnet keeps in its store.
+//!
+//! Each subcommand group lives in its own module and talks to the store only
+//! through `labnet-store`'s traits, so it works on whatever backend the
+//! config's `[store] url` names. The daemons notice changes on their own
+//! (they poll the store's generation counters), so nothing here signals them.
+
+mod leases;
+mod reservations;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use labnet_config::Config;
+
+#[derive(Parser)]
+#[command(name = "labnetctl", version, about = "Manage labnet's shared store")]
+struct Cli {
+    /// The labnet config file (its [store] url says which store to use).
+    #[arg(long, short, default_value = "/etc/labnet/labnet.toml", global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the store (and its directory) and apply migrations.
+    Init,
+    /// Validate the config file and exit.
+    CheckConfig,
+    /// DHCP leases.
+    #[command(subcommand)]
+    Leases(leases::Cmd),
+    /// Fixed addresses for known hosts (MAC or client-id -> IP, hostname).
+    #[command(subcommand)]
+    Reservations(reservations::Cmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("labnetctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("labnetctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command, &config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("labnetctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
+    if let Cmd::CheckConfig = cmd {
+        println!("{}: ok", config.path.display());
+        return Ok(());
+    }
+    let store = labnet_store::open(&config.store.url).await?;
+    match cmd {
+        Cmd::Init => {
+            println!("store ready: {}", config.store.url);
+            Ok(())
+        }
+        Cmd::CheckConfig => Ok(()),
+        Cmd::Leases(c) => leases::run(c, store.as_ref()).await,
+        Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
+    }
+}

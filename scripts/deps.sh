@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what labnet's tests and lab need on Debian: the stock clients the
+# end-to-end tests drive, the peer servers the benchmarks compare with, QEMU
+# and boot files for PXE. Idempotent; quick when everything is present.
+set -euo pipefail
+
+PACKAGES=(
+  # network plumbing for the test namespaces
+  iproute2 iputils-ping procps
+  # DHCP clients and load (perfdhcp is in kea-admin)
+  isc-dhcp-client udhcpc busybox-static kea-admin
+  # DNS clients and the secondaries that AXFR from labnet
+  bind9-dnsutils dnsperf nsd knot
+  # TFTP clients
+  tftp-hpa atftp curl
+  # PXE in QEMU
+  qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf cpio
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The daemons these packages ship must not hold our ports during tests.
+for svc in nsd knot kea-dhcp4-server; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done
