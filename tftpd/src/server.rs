@@ -236,7 +236,10 @@ async fn listen_loop(
         let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
             info!(peer = %peer, file = req.filename, "refused: server busy");
             let _ = sock
-                .send_to(&packet::encode_error(ErrorCode::NotDefined, "server busy"), peer)
+                .send_to(
+                    &packet::encode_error(ErrorCode::NotDefined, "server busy"),
+                    peer,
+                )
                 .await;
             continue;
         };
@@ -336,7 +339,9 @@ async fn transfer_task(
             ms,
             "transfer aborted by the client"
         ),
-        other => info!(outcome = ?other, bytes = st.bytes, retransmits = st.retransmits, ms, "transfer failed"),
+        other => {
+            info!(outcome = ?other, bytes = st.bytes, retransmits = st.retransmits, ms, "transfer failed")
+        }
     }
     if let (Some(path), false) = (upload, outcome == Outcome::Complete) {
         // Never leave a partial upload behind.
@@ -375,9 +380,11 @@ async fn drive(
         let deadline = t.deadline();
         if deadline != armed {
             armed = deadline;
-            sleep
-                .as_mut()
-                .reset(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far));
+            sleep.as_mut().reset(
+                deadline
+                    .map(tokio::time::Instant::from_std)
+                    .unwrap_or_else(far),
+            );
         }
         tokio::select! {
             biased;
