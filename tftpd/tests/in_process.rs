@@ -15,13 +15,13 @@ use labnet_tftpd::packet::{encode_ack, encode_error, encode_request, ErrorCode, 
 use labnet_tftpd::{Server, VirtualFiles};
 use tokio_util::sync::CancellationToken;
 
-fn config(root: &Path, listen: &str) -> TftpConfig {
+fn config(root: &Path, listen: &str, per_client: usize) -> TftpConfig {
     TftpConfig {
         listen: vec![listen.parse().unwrap()],
         root: root.to_owned(),
         upload_dir: None,
         max_transfers: 8,
-        max_transfers_per_client: 1,
+        max_transfers_per_client: per_client,
         max_blksize: 65464,
         max_windowsize: 16,
         timeout: Duration::from_secs(1),
@@ -60,7 +60,11 @@ async fn start(cfg: TftpConfig, files: Option<Arc<dyn VirtualFiles>>) -> Running
 }
 
 fn client(addr: SocketAddr) -> UdpSocket {
-    let bind = if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+    let bind = if addr.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
     let s = UdpSocket::bind(bind).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s
@@ -108,7 +112,7 @@ async fn generated_files_before_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("pxelinux.cfg")).unwrap();
     std::fs::write(dir.path().join("pxelinux.cfg/default"), b"disk default\n").unwrap();
-    let r = start(config(dir.path(), "127.0.0.1:0"), Some(Arc::new(Pxe))).await;
+    let r = start(config(dir.path(), "127.0.0.1:0", 4), Some(Arc::new(Pxe))).await;
     let addr = r.addr;
     tokio::task::spawn_blocking(move || {
         // Generated, with Windows separators and a leading slash normalised.
@@ -120,7 +124,9 @@ async fn generated_files_before_the_disk() {
             b"disk default\n"
         );
         assert_eq!(
-            get(addr, "pxelinux.cfg/01-00-00-00-00-00-00", &[]).unwrap_err().0,
+            get(addr, "pxelinux.cfg/01-00-00-00-00-00-00", &[])
+                .unwrap_err()
+                .0,
             ErrorCode::FileNotFound as u16
         );
     })
@@ -135,7 +141,7 @@ async fn ipv6_and_loopback_blksize() {
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.path().join("f"), &data).unwrap();
-    let r = start(config(dir.path(), "[::1]:0"), None).await;
+    let r = start(config(dir.path(), "[::1]:0", 4), None).await;
     let addr = r.addr;
     tokio::task::spawn_blocking(move || {
         // lo's MTU is 65536: the largest RFC 2348 block fits.
@@ -151,13 +157,16 @@ async fn ipv6_and_loopback_blksize() {
 async fn per_client_cap_and_size_probe() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), vec![7u8; 5000]).unwrap();
-    let r = start(config(dir.path(), "127.0.0.1:0"), None).await;
+    let r = start(config(dir.path(), "127.0.0.1:0", 1), None).await;
     let addr = r.addr;
     tokio::task::spawn_blocking(move || {
         // First transfer held open (OACK not acknowledged) ...
         let a = client(addr);
-        a.send_to(&encode_request(false, "f", "octet", &[("tsize", "0")]), addr)
-            .unwrap();
+        a.send_to(
+            &encode_request(false, "f", "octet", &[("tsize", "0")]),
+            addr,
+        )
+        .unwrap();
         let mut buf = [0u8; 1500];
         let (n, tid) = a.recv_from(&mut buf).unwrap();
         assert!(matches!(
@@ -186,7 +195,8 @@ async fn per_client_cap_and_size_probe() {
             }
         }
         // No OACK retransmission after the ERROR.
-        a.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
         assert!(a.recv_from(&mut buf).is_err(), "OACK re-sent after ERROR");
     })
     .await
