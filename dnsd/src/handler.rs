@@ -145,6 +145,12 @@ impl View {
         }
     }
 
+    /// Drop the pre-encoded replies (tests compare both paths).
+    #[cfg(test)]
+    pub fn clear_fast(&mut self) {
+        self.fast.clear();
+    }
+
     /// Number of pre-encoded replies.
     pub fn fast_len(&self) -> usize {
         self.fast.len()

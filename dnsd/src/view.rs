@@ -209,16 +209,14 @@ pub fn build(
     let mut catalog = Catalog::default();
     for (origin, (mut zone, base, synthesized)) in zones {
         let leases = lease_data.get(&origin);
-        zone.serial = if leases.is_none() && !synthesized {
-            base
-        } else {
-            let mut h = DefaultHasher::new();
-            if !synthesized {
-                base.hash(&mut h);
-            }
-            leases.hash(&mut h);
-            serials.next(&origin, h.finish(), base)
-        };
+        // Every zone goes through the serial state, so one whose lease data
+        // changes moves forward even when its stored serial did not.
+        let mut h = DefaultHasher::new();
+        if !synthesized {
+            base.hash(&mut h);
+        }
+        leases.hash(&mut h);
+        zone.serial = serials.next(&origin, h.finish(), base);
         catalog.insert(zone);
     }
     Built {
