@@ -102,9 +102,15 @@ impl Server {
         };
         let leases_to = match &dns.lease_zone {
             Some(z) => Some(LeaseZones {
-                zone: Name::from_ascii(z)
-                    .map_err(|e| DnsError::Zone(format!("lease_zone `{z}`: {e}")))?
-                    .to_lowercase(),
+                zone: {
+                    let mut n = Name::from_ascii(z)
+                        .map_err(|e| DnsError::Zone(format!("lease_zone `{z}`: {e}")))?
+                        .to_lowercase();
+                    // Names hash with their FQDN flag: `lab.test` must
+                    // match the zone `lab.test.`.
+                    n.set_fqdn(true);
+                    n
+                },
                 ttl: dns.lease_ttl,
                 subnets: self
                     .config

@@ -216,7 +216,7 @@ pub fn build(
             base.hash(&mut h);
         }
         leases.hash(&mut h);
-        zone.serial = serials.next(&origin, h.finish(), base);
+        zone.set_serial(serials.next(&origin, h.finish(), base));
         catalog.insert(zone);
     }
     Built {

@@ -114,6 +114,24 @@ impl Zone {
         true
     }
 
+    /// Set the serial we serve, in the SOA record too.
+    pub fn set_serial(&mut self, serial: u32) {
+        self.serial = serial;
+        if let Some(node) = self.nodes.get_mut(&self.origin) {
+            for set in node
+                .rrsets
+                .iter_mut()
+                .filter(|s| s.rtype == RecordType::SOA)
+            {
+                for rd in set.rdatas.iter_mut() {
+                    if let RData::SOA(soa) = rd {
+                        soa.serial = serial;
+                    }
+                }
+            }
+        }
+    }
+
     /// The SOA RRset's first record, with the zone's serial.
     pub fn soa(&self) -> Option<(u32, SOA)> {
         let set = self.nodes.get(&self.origin)?.get(RecordType::SOA)?;
