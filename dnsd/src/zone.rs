@@ -63,7 +63,7 @@ pub struct Zone {
 #[derive(Debug)]
 pub enum ZoneAnswer {
     Records(Vec<Record>),
-    Cname(Record, Name),
+    Cname(Box<Record>, Name),
     NoData,
     NxDomain,
     Referral { ns: Vec<Record>, glue: Vec<Record> },
@@ -270,7 +270,7 @@ fn answer_node(node: &Node, owner: &Name, qtype: RecordType) -> ZoneAnswer {
         if let Some(RData::CNAME(target)) = set.rdatas.first() {
             let rec = set.records(owner).next();
             if let Some(rec) = rec {
-                return ZoneAnswer::Cname(rec, target.0.clone());
+                return ZoneAnswer::Cname(Box::new(rec), target.0.clone());
             }
         }
     }
@@ -357,7 +357,7 @@ impl Catalog {
                     break;
                 }
                 ZoneAnswer::Cname(rec, target) => {
-                    res.answers.push(rec);
+                    res.answers.push(*rec);
                     seen.push(name.clone());
                     // RFC 1034 §4.3.2 step 3a: restart at the target, when
                     // the target is ours and not a loop.
