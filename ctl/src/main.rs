@@ -6,7 +6,9 @@
 //! (they poll the store's generation counters), so nothing here signals them.
 
 mod leases;
+mod records;
 mod reservations;
+mod zones;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,12 @@ enum Cmd {
     /// Fixed addresses for known hosts (MAC or client-id -> IP, hostname).
     #[command(subcommand)]
     Reservations(reservations::Cmd),
+    /// Authoritative DNS zones (import RFC 1035 master files).
+    #[command(subcommand)]
+    Zones(zones::Cmd),
+    /// DNS records, one at a time, in the zone that encloses each name.
+    #[command(subcommand)]
+    Records(records::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +88,7 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         Cmd::CheckConfig => Ok(()),
         Cmd::Leases(c) => leases::run(c, store.as_ref()).await,
         Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
+        Cmd::Zones(c) => zones::run(c, store.as_ref()).await,
+        Cmd::Records(c) => records::run(c, store.as_ref()).await,
     }
 }

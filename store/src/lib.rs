@@ -1,7 +1,7 @@
 //! `labnet-store`: the one store labnet's daemons and `labnetctl` share.
 //!
 //! The daemons see it only through the traits here ([`LeaseStore`],
-//! [`ReservationStore`], gathered in [`Store`]); [`SqliteStore`] implements
+//! [`ReservationStore`], [`ZoneStore`], gathered in [`Store`]); [`SqliteStore`] implements
 //! them on one SQLite file in WAL mode with a busy timeout, so three daemons
 //! and the CLI can use it at once. A PostgreSQL backend implements the same
 //! traits without the daemons changing.
@@ -19,6 +19,7 @@ mod error;
 mod leases;
 mod reservations;
 mod sqlite;
+mod zones;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
+pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -39,6 +41,8 @@ pub enum Topic {
     /// which owns the lease table, reloads only on these.
     LeaseAdmin,
     Reservations,
+    /// Zones and records (dnsd reloads its view).
+    Zones,
 }
 
 impl Topic {
@@ -47,13 +51,14 @@ impl Topic {
             Topic::Leases => "leases",
             Topic::LeaseAdmin => "lease_admin",
             Topic::Reservations => "reservations",
+            Topic::Zones => "zones",
         }
     }
 }
 
 /// Everything a daemon needs from the store.
 #[async_trait::async_trait]
-pub trait Store: LeaseStore + ReservationStore + Send + Sync {
+pub trait Store: LeaseStore + ReservationStore + ZoneStore + Send + Sync {
     /// The counter for `topic`; it moves whenever data under it changes.
     async fn generation(&self, topic: Topic) -> Result<i64>;
 }
