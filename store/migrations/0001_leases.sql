@@ -10,8 +10,8 @@ CREATE TABLE leases (
     starts    INTEGER NOT NULL,            -- unix seconds
     expires   INTEGER NOT NULL             -- unix seconds; for 'declined': end of probation
 );
-CREATE INDEX leases_mac ON leases (mac);
-CREATE INDEX leases_hostname ON leases (hostname) WHERE hostname IS NOT NULL;
+-- No secondary indexes: readers load whole tables (dhcpd at start, dnsd on
+-- change), and every index is more pages written per lease batch.
 
 CREATE TABLE reservations (
     id        INTEGER PRIMARY KEY,

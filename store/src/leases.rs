@@ -120,7 +120,8 @@ impl LeaseStore for SqliteStore {
         if leases.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for chunk in leases.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO leases (ip, mac, client_id, hostname, state, starts, expires) ",

@@ -4,8 +4,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{Result, Store, StoreError, Topic};
 
@@ -13,6 +15,10 @@ use crate::{Result, Store, StoreError, Topic};
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The connection lease batches are written through. Always the same
+    /// one, so its page cache stays warm between batches (a pooled
+    /// connection that another just wrote through must re-read its pages).
+    pub(crate) writer: Arc<tokio::sync::Mutex<SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -36,10 +42,14 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let writer = opts.connect().await?;
+        Ok(SqliteStore {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        })
     }
 }
 
