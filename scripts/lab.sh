@@ -58,7 +58,10 @@ start() { # name
   echo "$1 did not start:" >&2; cat "$RUN/$1.log" >&2; exit 1
 }
 echo "== daemons"
+mkdir -p /srv/tftp
 start labnet-dhcpd
+start labnet-dnsd
+start labnet-tftpd
 
 echo "== a client on the bridge: udhcpc, hostname vm1"
 ip netns add "$NS-vm1"
@@ -80,6 +83,18 @@ ip netns exec "$NS-vm1" udhcpc -q -f -i eth0 -s "$RUN/udhcpc.script" -x hostname
 
 echo "== leases in the store"
 "$BIN/labnetctl" --config "$CONFIG" leases list
+
+echo "== names from the lease, through labnet-dnsd"
+for _ in $(seq 20); do
+  ip netns exec "$NS" dig +short @10.77.0.1 vm1.lab.test A | grep -q . && break
+  sleep 0.2
+done
+ip_vm1=$(ip netns exec "$NS" dig +short @10.77.0.1 vm1.lab.test A)
+echo "   dig vm1.lab.test A -> ${ip_vm1:-NOTHING}"
+[ -n "$ip_vm1" ] || { echo "lab.sh: vm1.lab.test does not resolve" >&2; exit 1; }
+ptr=$(ip netns exec "$NS" dig +short @10.77.0.1 -x "$ip_vm1")
+echo "   dig -x $ip_vm1 -> ${ptr:-NOTHING}"
+[ "$ptr" = "vm1.lab.test." ] || { echo "lab.sh: no PTR for $ip_vm1" >&2; exit 1; }
 
 if [ "${KEEP:-0}" = 1 ]; then
   echo "== the lab keeps running; stop it with: sudo scripts/lab.sh stop"
