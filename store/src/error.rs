@@ -18,4 +18,7 @@ pub enum StoreError {
     Conflict(String),
     #[error("corrupt row in the store: {0}")]
     Corrupt(String),
+    /// The named thing (a boot profile, ...) is not in the store.
+    #[error("{0}")]
+    NotFound(String),
 }

@@ -17,6 +17,7 @@
 
 mod error;
 mod leases;
+mod profiles;
 mod reservations;
 mod sqlite;
 
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
+pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
 
@@ -39,6 +41,8 @@ pub enum Topic {
     /// which owns the lease table, reloads only on these.
     LeaseAdmin,
     Reservations,
+    /// Boot profiles and host→profile assignments without a reservation.
+    Profiles,
 }
 
 impl Topic {
@@ -47,13 +51,14 @@ impl Topic {
             Topic::Leases => "leases",
             Topic::LeaseAdmin => "lease_admin",
             Topic::Reservations => "reservations",
+            Topic::Profiles => "profiles",
         }
     }
 }
 
 /// Everything a daemon needs from the store.
 #[async_trait::async_trait]
-pub trait Store: LeaseStore + ReservationStore + Send + Sync {
+pub trait Store: LeaseStore + ReservationStore + ProfileStore + Send + Sync {
     /// The counter for `topic`; it moves whenever data under it changes.
     async fn generation(&self, topic: Topic) -> Result<i64>;
 }
