@@ -6,6 +6,7 @@
 //! (they poll the store's generation counters), so nothing here signals them.
 
 mod leases;
+mod profiles;
 mod reservations;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Cmd {
     /// Fixed addresses for known hosts (MAC or client-id -> IP, hostname).
     #[command(subcommand)]
     Reservations(reservations::Cmd),
+    /// Boot profiles (PXE) and which host boots which.
+    #[command(subcommand)]
+    Profiles(profiles::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +84,6 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         Cmd::CheckConfig => Ok(()),
         Cmd::Leases(c) => leases::run(c, store.as_ref()).await,
         Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
+        Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
     }
 }
