@@ -1,0 +1,432 @@
+//! The DHCPv4 protocol core: a decoded request in, an [`Action`] out. No I/O.
+//!
+//! `server.rs` decodes a packet, calls [`Dhcp::handle`] with the receiving
+//! interface's address and the time, and carries out the action: send a
+//! reply, ping an address before offering it, or commit a lease to the store
+//! and only then send the ACK.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use dhcproto::v4::relay::{RelayCode, RelayInfo};
+use dhcproto::v4::{DhcpOption, DhcpOptions, Flags, Message, MessageType, Opcode, OptionCode};
+use labnet_config::{DhcpConfig, Subnet};
+use labnet_store::{format_mac, Lease};
+
+use crate::leases::{Client, LeaseTable, Refusal};
+use crate::options::SubnetOptions;
+
+/// Where the request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming {
+    /// Our address on the interface the packet arrived on; it is the server
+    /// identifier (option 54) and, for direct clients, picks the subnet.
+    pub iface_addr: Ipv4Addr,
+    pub src: SocketAddrV4,
+}
+
+/// A reply and where it goes.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub msg: Message,
+    pub to: SocketAddrV4,
+}
+
+/// Why a packet got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    NotARequest,
+    BadHardwareAddress,
+    NoMessageType,
+    UnsupportedMessageType,
+    RateLimited,
+    NoSubnet,
+    /// The pool is exhausted: worth a warning, unlike the others.
+    PoolExhausted,
+    OtherServerChosen,
+    MissingRequestedAddress,
+    UnknownLease,
+    NotAuthoritative,
+}
+
+/// What the socket loop must do with a request.
+#[derive(Debug)]
+pub enum Action {
+    /// No answer (logged at debug, or warn for an exhausted pool).
+    Silent(Silence),
+    /// Send now (OFFER of a known address, NAK, INFORM's ACK).
+    Send(Reply),
+    /// Ping `ip` first; send the OFFER if nobody answers, else report the
+    /// address with [`Dhcp::address_in_use`] and handle the request again.
+    PingThenSend { ip: Ipv4Addr, reply: Reply },
+    /// Write `lease` to the store; once committed, send `reply` (an ACK), if any.
+    Commit { lease: Lease, reply: Option<Reply> },
+}
+
+/// The DHCP server's state: config, lease table, per-client rate limits.
+pub struct Dhcp {
+    cfg: Arc<DhcpConfig>,
+    pub table: LeaseTable,
+    options: Vec<SubnetOptions>,
+    rate: RateLimiter,
+}
+
+impl Dhcp {
+    pub fn new(cfg: Arc<DhcpConfig>) -> Dhcp {
+        let options = cfg
+            .subnets
+            .iter()
+            .map(|s| SubnetOptions::new(s, &cfg.options))
+            .collect();
+        Dhcp {
+            table: LeaseTable::new(&cfg.subnets),
+            rate: RateLimiter::new(cfg.max_packets_per_client),
+            options,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &DhcpConfig {
+        &self.cfg
+    }
+
+    /// Handle one decoded request at `now` (Unix seconds).
+    pub fn handle(&mut self, req: &Message, inc: &Incoming, now: i64) -> Action {
+        if req.opcode() != Opcode::BootRequest {
+            return Action::Silent(Silence::NotARequest);
+        }
+        let hlen = usize::from(req.hlen());
+        if hlen == 0 || hlen > 16 {
+            return Action::Silent(Silence::BadHardwareAddress);
+        }
+        let Some(mtype) = req.opts().msg_type() else {
+            return Action::Silent(Silence::NoMessageType);
+        };
+        let chaddr = &req.chaddr()[..hlen];
+        if !self.rate.allow(chaddr, now) {
+            return Action::Silent(Silence::RateLimited);
+        }
+        let client_id = match req.opts().get(OptionCode::ClientIdentifier) {
+            Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => Some(id.clone()),
+            _ => None,
+        };
+        let client = Client::new(format_mac(chaddr), client_id);
+        let Some(idx) = self.table.subnet_index(select_address(req, inc)) else {
+            return Action::Silent(Silence::NoSubnet);
+        };
+        self.table.sweep(now);
+        let ctx = Ctx {
+            req,
+            inc,
+            client: &client,
+            idx,
+            now,
+        };
+        match mtype {
+            MessageType::Discover => self.discover(&ctx),
+            MessageType::Request => self.request(&ctx),
+            MessageType::Release => self.release(&ctx),
+            MessageType::Decline => self.decline(&ctx),
+            MessageType::Inform => self.inform(&ctx),
+            _ => Action::Silent(Silence::UnsupportedMessageType),
+        }
+    }
+
+    /// Our ping for `ip` was answered: somebody uses it without a lease.
+    /// Put it on probation so it is not offered again for a while.
+    pub fn address_in_use(&mut self, ip: Ipv4Addr, now: i64) {
+        let until = now + self.cfg.decline_probation.as_secs() as i64;
+        self.table.set_probation(ip, until);
+    }
+
+    /// RFC 2131 §4.3.1.
+    fn discover(&mut self, c: &Ctx<'_>) -> Action {
+        let requested = requested_ip(c.req);
+        let hold = self.cfg.offer_hold.as_secs() as i64;
+        let Some(offer) = self.table.offer(c.idx, c.client, requested, c.now, hold) else {
+            return Action::Silent(Silence::PoolExhausted);
+        };
+        let reply = self.reply(c, MessageType::Offer, offer.ip);
+        if self.cfg.ping_check && !offer.known {
+            Action::PingThenSend {
+                ip: offer.ip,
+                reply,
+            }
+        } else {
+            Action::Send(reply)
+        }
+    }
+
+    /// RFC 2131 §4.3.2: the client's state decides which address it means.
+    fn request(&mut self, c: &Ctx<'_>) -> Action {
+        let server_id = match c.req.opts().get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+            _ => None,
+        };
+        let requested = requested_ip(c.req);
+        let ciaddr = c.req.ciaddr();
+        let ip = match (server_id, requested) {
+            // SELECTING: answering some server's OFFER.
+            (Some(sid), _) if sid != c.inc.iface_addr => {
+                return Action::Silent(Silence::OtherServerChosen);
+            }
+            (Some(_), Some(ip)) => ip,
+            (Some(_), None) if !ciaddr.is_unspecified() => ciaddr,
+            (Some(_), None) => return Action::Silent(Silence::MissingRequestedAddress),
+            // INIT-REBOOT: verifying a remembered address.
+            (None, Some(ip)) if ciaddr.is_unspecified() => ip,
+            // RENEWING (unicast) or REBINDING (broadcast): ciaddr is the address.
+            _ if !ciaddr.is_unspecified() => ciaddr,
+            _ => return Action::Silent(Silence::MissingRequestedAddress),
+        };
+        match self.table.check(c.idx, c.client, ip, c.now) {
+            Ok(()) => {
+                let subnet = self.table.subnet(c.idx);
+                let expires = c.now + subnet.lease_time.as_secs() as i64;
+                let hostname = self
+                    .table
+                    .reservation(c.client)
+                    .and_then(|r| r.hostname.clone())
+                    .or_else(|| client_hostname(c.req));
+                let lease = self.table.bind(c.client, ip, hostname, c.now, expires);
+                let reply = self.reply(c, MessageType::Ack, ip);
+                Action::Commit {
+                    lease,
+                    reply: Some(reply),
+                }
+            }
+            // A wrong network or an address someone else holds: NAK
+            // (RFC 2131 §4.3.2), so the client restarts at DISCOVER.
+            Err(Refusal::WrongNetwork | Refusal::Taken) => Action::Send(self.nak(c)),
+            // An address in our subnet we never hand out: only an
+            // authoritative server may say no.
+            Err(Refusal::NotOurs) if self.cfg.authoritative => Action::Send(self.nak(c)),
+            Err(Refusal::NotOurs) => Action::Silent(Silence::NotAuthoritative),
+        }
+    }
+
+    /// RFC 2131 §4.3.4: no reply; the address is free again.
+    fn release(&mut self, c: &Ctx<'_>) -> Action {
+        match self.table.release(c.client, c.req.ciaddr(), c.now) {
+            Some(lease) => Action::Commit { lease, reply: None },
+            None => Action::Silent(Silence::UnknownLease),
+        }
+    }
+
+    /// RFC 2131 §4.3.3: the client saw the address in use; no reply.
+    fn decline(&mut self, c: &Ctx<'_>) -> Action {
+        let Some(ip) = requested_ip(c.req) else {
+            return Action::Silent(Silence::MissingRequestedAddress);
+        };
+        let probation = self.cfg.decline_probation.as_secs() as i64;
+        match self.table.decline(c.client, ip, c.now, probation) {
+            Some(lease) => Action::Commit { lease, reply: None },
+            None => Action::Silent(Silence::UnknownLease),
+        }
+    }
+
+    /// RFC 2131 §4.3.5: configuration only, no lease, no lease time.
+    fn inform(&mut self, c: &Ctx<'_>) -> Action {
+        let mut reply = self.reply(c, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
+        let opts = reply.msg.opts_mut();
+        opts.remove(OptionCode::AddressLeaseTime);
+        opts.remove(OptionCode::Renewal);
+        opts.remove(OptionCode::Rebinding);
+        Action::Send(reply)
+    }
+
+    fn reply(&self, c: &Ctx<'_>, mtype: MessageType, yiaddr: Ipv4Addr) -> Reply {
+        let req = c.req;
+        let subnet: &Subnet = self.table.subnet(c.idx);
+        let mut msg = base_reply(req);
+        msg.set_yiaddr(yiaddr);
+        // RFC 2131 Table 3: ciaddr is echoed in ACKs to RENEWING/REBINDING
+        // and INFORM clients, and zero in OFFERs.
+        if mtype == MessageType::Ack {
+            msg.set_ciaddr(req.ciaddr());
+        }
+        let mut opts = self.options[c.idx].template.clone();
+        opts.insert(DhcpOption::MessageType(mtype));
+        opts.insert(DhcpOption::ServerIdentifier(c.inc.iface_addr));
+        opts.insert(DhcpOption::AddressLeaseTime(
+            subnet.lease_time.as_secs() as u32
+        ));
+        opts.insert(DhcpOption::Renewal(subnet.renew_time.as_secs() as u32));
+        opts.insert(DhcpOption::Rebinding(subnet.rebind_time.as_secs() as u32));
+        if let Some(name) = self
+            .table
+            .reservation(c.client)
+            .and_then(|r| r.hostname.clone())
+        {
+            opts.insert(DhcpOption::Hostname(name));
+        }
+        echo_relay_info(req, &mut opts);
+        msg.set_opts(opts);
+        Reply {
+            to: destination(req, false, self.cfg.port),
+            msg,
+        }
+    }
+
+    fn nak(&self, c: &Ctx<'_>) -> Reply {
+        let req = c.req;
+        let mut msg = base_reply(req);
+        let mut opts = DhcpOptions::new();
+        opts.insert(DhcpOption::MessageType(MessageType::Nak));
+        opts.insert(DhcpOption::ServerIdentifier(c.inc.iface_addr));
+        opts.insert(DhcpOption::Message(
+            "requested address not available".into(),
+        ));
+        echo_relay_info(req, &mut opts);
+        msg.set_opts(opts);
+        // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast.
+        if !req.giaddr().is_unspecified() {
+            msg.set_flags(Flags::default().set_broadcast());
+        }
+        Reply {
+            to: destination(req, true, self.cfg.port),
+            msg,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    req: &'a Message,
+    inc: &'a Incoming,
+    client: &'a Client,
+    idx: usize,
+    now: i64,
+}
+
+/// The fixed header of a reply: RFC 2131 Table 3.
+fn base_reply(req: &Message) -> Message {
+    let hlen = usize::from(req.hlen()).min(16);
+    let mut msg = Message::new_with_id(
+        req.xid(),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        req.giaddr(),
+        &req.chaddr()[..hlen],
+    );
+    msg.set_opcode(Opcode::BootReply)
+        .set_htype(req.htype())
+        .set_flags(req.flags());
+    msg
+}
+
+/// The address that picks the client's subnet: for a relayed request the
+/// link-selection sub-option (RFC 3527), else the subnet-selection option
+/// (RFC 3011), else giaddr; for a direct one, our interface's address.
+pub fn select_address(req: &Message, inc: &Incoming) -> Ipv4Addr {
+    let giaddr = req.giaddr();
+    if !giaddr.is_unspecified() {
+        if let Some(DhcpOption::RelayAgentInformation(info)) =
+            req.opts().get(OptionCode::RelayAgentInformation)
+        {
+            if let Some(RelayInfo::LinkSelection(ip)) = info.get(RelayCode::LinkSelection) {
+                return *ip;
+            }
+        }
+    }
+    if let Some(DhcpOption::SubnetSelection(ip)) = req.opts().get(OptionCode::SubnetSelection) {
+        return *ip;
+    }
+    if !giaddr.is_unspecified() {
+        return giaddr;
+    }
+    inc.iface_addr
+}
+
+/// RFC 2131 §4.1: where a reply goes. Through a relay: to the relay's server
+/// port. A NAK or a client without an address: broadcast. Otherwise unicast
+/// to ciaddr. (Unicast to yiaddr before the client has its address would
+/// need an ARP entry written by hand; broadcast works for every client.)
+fn destination(req: &Message, nak: bool, server_port: u16) -> SocketAddrV4 {
+    let client_port = server_port.wrapping_add(1);
+    if !req.giaddr().is_unspecified() {
+        SocketAddrV4::new(req.giaddr(), server_port)
+    } else if nak || req.ciaddr().is_unspecified() {
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port)
+    } else {
+        SocketAddrV4::new(req.ciaddr(), client_port)
+    }
+}
+
+/// RFC 3046 §2.2: the relay agent information goes back as it came.
+fn echo_relay_info(req: &Message, opts: &mut DhcpOptions) {
+    if req.giaddr().is_unspecified() {
+        return;
+    }
+    if let Some(info) = req.opts().get(OptionCode::RelayAgentInformation) {
+        opts.insert(info.clone());
+    }
+}
+
+fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
+    match req.opts().get(OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) if !ip.is_unspecified() => Some(*ip),
+        _ => None,
+    }
+}
+
+/// The client's name for itself: option 12, else the first label of the
+/// FQDN option 81 (RFC 4702), cleaned to a DNS label (RFC 1123 §2.1).
+pub fn client_hostname(req: &Message) -> Option<String> {
+    let raw = match req.opts().get(OptionCode::Hostname) {
+        Some(DhcpOption::Hostname(h)) => h.clone(),
+        _ => match req.opts().get(OptionCode::ClientFQDN) {
+            Some(DhcpOption::ClientFQDN(f)) => f
+                .domain()
+                .iter()
+                .next()
+                .map(|l| String::from_utf8_lossy(l).into_owned())?,
+            _ => return None,
+        },
+    };
+    let first = raw.split('.').next().unwrap_or("");
+    let clean: String = first
+        .chars()
+        .filter_map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' => Some(c),
+            'A'..='Z' => Some(c.to_ascii_lowercase()),
+            '_' | ' ' => Some('-'),
+            _ => None,
+        })
+        .take(63)
+        .collect();
+    let clean = clean.trim_matches('-').to_owned();
+    (!clean.is_empty()).then_some(clean)
+}
+
+/// At most `per_second` packets per second per hardware address; a flood
+/// from one client cannot starve the others. The table is bounded: it is
+/// cleared whenever it grows past `MAX_TRACKED` clients.
+struct RateLimiter {
+    per_second: u32,
+    seen: HashMap<Vec<u8>, (i64, u32)>,
+}
+
+const MAX_TRACKED: usize = 1 << 17;
+
+impl RateLimiter {
+    fn new(per_second: u32) -> RateLimiter {
+        RateLimiter {
+            per_second,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn allow(&mut self, chaddr: &[u8], now: i64) -> bool {
+        if self.seen.len() >= MAX_TRACKED {
+            self.seen.clear();
+        }
+        let e = self.seen.entry(chaddr.to_vec()).or_insert((now, 0));
+        if e.0 != now {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 <= self.per_second
+    }
+}

@@ -1,0 +1,431 @@
+//! The socket side: one UDP socket per served interface, the core task, the
+//! committer, the pinger and the store watcher.
+//!
+//! ```text
+//! reader (per interface) ──decode──▶ core task: Dhcp::handle ──▶ send OFFER / NAK
+//!                                        │  ▲                    ──▶ pinger ──▶ OFFER
+//!                                        │  └── store watcher (reservations, admin releases)
+//!                                        ▼
+//!                                    committer: batch → store.commit_leases → send ACKs
+//! ```
+//!
+//! Each socket is bound to its device (`SO_BINDTODEVICE`) on 0.0.0.0:67, so
+//! the receiving interface is known without `IP_PKTINFO`, and broadcasts
+//! leave through the interface the request came in on. The committer is the
+//! only place ACKs are sent, and only after the transaction holding their
+//! leases has committed; while one commit runs the next batch fills up
+//! (group commit).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dhcproto::v4::Message;
+use dhcproto::{Encodable, Encoder};
+use labnet_config::DhcpConfig;
+use labnet_store::{unix_now, Lease, LeaseState, Reservation, Store, Topic};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::core::{Action, Dhcp, Incoming, Reply, Silence};
+use crate::ping::Pinger;
+use crate::DhcpError;
+
+/// Larger datagrams are not DHCP we serve (an Ethernet frame holds 1500).
+const MAX_PACKET: usize = 1500;
+/// RFC 1542 §2.1: BOOTP relays and old clients expect at least 300 bytes.
+const MIN_REPLY: usize = 300;
+/// Requests waiting for the core; beyond this, new packets are dropped.
+const QUEUE: usize = 8192;
+/// How often the store's change counters are read.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// Offers re-tried after a ping found the address in use.
+const PING_RETRIES: u8 = 2;
+
+struct Iface {
+    name: String,
+    addr: Ipv4Addr,
+    sock: Arc<UdpSocket>,
+}
+
+enum Event {
+    Packet {
+        iface: usize,
+        src: SocketAddrV4,
+        msg: Box<Message>,
+    },
+    PingDone {
+        iface: usize,
+        src: SocketAddrV4,
+        req: Box<Message>,
+        reply: Box<Reply>,
+        ip: Ipv4Addr,
+        in_use: bool,
+        attempt: u8,
+    },
+    Reservations(Vec<Reservation>),
+    AdminLeases(Vec<Lease>),
+}
+
+struct Pending {
+    lease: Lease,
+    reply: Option<(usize, Vec<u8>, SocketAddrV4)>,
+}
+
+/// A DHCP server with its sockets bound and its lease table loaded.
+pub struct Server {
+    core: Dhcp,
+    store: Arc<dyn Store>,
+    ifaces: Arc<Vec<Iface>>,
+    reload: Arc<Notify>,
+}
+
+impl Server {
+    /// Load the store and bind one socket per configured interface.
+    pub async fn bind(cfg: &DhcpConfig, store: Arc<dyn Store>) -> Result<Server, DhcpError> {
+        let mut core = Dhcp::new(Arc::new(cfg.clone()));
+        let now = unix_now();
+        core.table.load(store.load_leases().await?, now);
+        core.table.set_reservations(store.reservations().await?);
+        let mut ifaces = Vec::new();
+        for name in &cfg.interfaces {
+            let addr = interface_address(name, cfg)?;
+            let sock = bind_socket(name, cfg.port)?;
+            ifaces.push(Iface {
+                name: name.clone(),
+                addr,
+                sock: Arc::new(sock),
+            });
+        }
+        Ok(Server {
+            core,
+            store,
+            ifaces: Arc::new(ifaces),
+            reload: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Wake the store watcher now (SIGHUP).
+    pub fn reload_handle(&self) -> Arc<Notify> {
+        self.reload.clone()
+    }
+
+    /// Serve until `shutdown` is cancelled; pending commits are finished
+    /// (and their ACKs sent) before this returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DhcpError> {
+        let Server {
+            mut core,
+            store,
+            ifaces,
+            reload,
+        } = self;
+        let tracker = TaskTracker::new();
+        let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(QUEUE);
+        let (commit_tx, commit_rx) = mpsc::channel::<Pending>(QUEUE);
+        for (i, iface) in ifaces.iter().enumerate() {
+            info!(interface = %iface.name, address = %iface.addr, "serving");
+            tracker.spawn(reader(
+                i,
+                iface.sock.clone(),
+                ev_tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tracker.spawn(committer(
+            store.clone(),
+            ifaces.clone(),
+            commit_rx,
+            core.config().commit_batch,
+        ));
+        tracker.spawn(watcher(
+            store.clone(),
+            ev_tx.clone(),
+            reload,
+            shutdown.clone(),
+        ));
+        let pinger = if core.config().ping_check {
+            match Pinger::open() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    warn!(error = %e, "cannot open an ICMP socket; offering without ping checks");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let ping_timeout = core.config().ping_timeout;
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+
+        loop {
+            let ev = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sweep.tick() => { core.table.sweep(unix_now()); continue; }
+                ev = ev_rx.recv() => match ev { Some(ev) => ev, None => break },
+            };
+            let now = unix_now();
+            let (iface, src, req, attempt) = match ev {
+                Event::Packet { iface, src, msg } => (iface, src, msg, 0),
+                Event::PingDone {
+                    iface,
+                    src,
+                    req,
+                    reply,
+                    ip,
+                    in_use,
+                    attempt,
+                } => {
+                    if !in_use {
+                        send(&ifaces[iface], &reply).await;
+                        continue;
+                    }
+                    warn!(%ip, "address answered a ping but has no lease; putting it on probation");
+                    core.address_in_use(ip, now);
+                    if attempt >= PING_RETRIES {
+                        continue;
+                    }
+                    (iface, src, req, attempt + 1)
+                }
+                Event::Reservations(rs) => {
+                    info!(count = rs.len(), "reservations reloaded");
+                    core.table.set_reservations(rs);
+                    continue;
+                }
+                Event::AdminLeases(leases) => {
+                    for l in leases.iter().filter(|l| l.state != LeaseState::Bound) {
+                        core.table.admin_release(l, now);
+                    }
+                    continue;
+                }
+            };
+            let inc = Incoming {
+                iface_addr: ifaces[iface].addr,
+                src,
+            };
+            match core.handle(&req, &inc, now) {
+                Action::Silent(Silence::PoolExhausted) => {
+                    warn!(xid = req.xid(), interface = %ifaces[iface].name, "no free address in the pool");
+                }
+                Action::Silent(why) => debug!(xid = req.xid(), peer = %src, ?why, "no reply"),
+                Action::Send(reply) => send(&ifaces[iface], &reply).await,
+                Action::PingThenSend { ip, reply } => match &pinger {
+                    Some(p) => {
+                        let (p, tx) = (p.clone(), ev_tx.clone());
+                        tokio::spawn(async move {
+                            let in_use = p.in_use(ip, ping_timeout).await;
+                            let _ = tx
+                                .send(Event::PingDone {
+                                    iface,
+                                    src,
+                                    req,
+                                    reply: Box::new(reply),
+                                    ip,
+                                    in_use,
+                                    attempt,
+                                })
+                                .await;
+                        });
+                    }
+                    None => send(&ifaces[iface], &reply).await,
+                },
+                Action::Commit { lease, reply } => {
+                    let reply = reply.and_then(|r| encode(&r).map(|b| (iface, b, r.to)));
+                    if commit_tx.send(Pending { lease, reply }).await.is_err() {
+                        error!("the committer has stopped; shutting down");
+                        break;
+                    }
+                }
+            }
+        }
+        drop(commit_tx);
+        drop(ev_tx);
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("tasks did not finish within 10s of shutdown");
+        }
+        Ok(())
+    }
+}
+
+/// Receive, decode, queue. Malformed packets are dropped here.
+async fn reader(
+    iface: usize,
+    sock: Arc<UdpSocket>,
+    tx: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; MAX_PACKET + 1];
+    loop {
+        let (n, src) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => { debug!(error = %e, "recv failed"); continue; }
+            },
+        };
+        let SocketAddr::V4(src) = src else { continue };
+        if n > MAX_PACKET {
+            debug!(peer = %src, "oversized packet dropped");
+            continue;
+        }
+        let msg = match crate::wire::decode(&buf[..n]) {
+            Ok(m) => m,
+            Err(why) => {
+                debug!(peer = %src, ?why, len = n, "malformed packet dropped");
+                continue;
+            }
+        };
+        let ev = Event::Packet {
+            iface,
+            src,
+            msg: Box::new(msg),
+        };
+        if tx.try_send(ev).is_err() {
+            debug!(peer = %src, "queue full, packet dropped");
+        }
+    }
+}
+
+/// Group commit: take what has queued up (at most `batch`), write it in one
+/// transaction, then send the ACKs it carries.
+async fn committer(
+    store: Arc<dyn Store>,
+    ifaces: Arc<Vec<Iface>>,
+    mut rx: mpsc::Receiver<Pending>,
+    batch: usize,
+) {
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch);
+    while rx.recv_many(&mut pending, batch).await > 0 {
+        let leases: Vec<Lease> = pending.iter().map(|p| p.lease.clone()).collect();
+        match store.commit_leases(&leases).await {
+            Ok(()) => {
+                for p in pending.drain(..) {
+                    if let Some((iface, bytes, to)) = p.reply {
+                        send_bytes(&ifaces[iface], &bytes, to).await;
+                        info!(ip = %p.lease.ip, mac = %p.lease.mac, hostname = p.lease.hostname.as_deref().unwrap_or(""), "DHCPACK");
+                    } else {
+                        info!(ip = %p.lease.ip, mac = %p.lease.mac, state = p.lease.state.as_str(), "lease updated");
+                    }
+                }
+            }
+            Err(e) => {
+                // No ACK for an uncommitted lease: the clients will retry.
+                error!(error = %e, count = pending.len(), "lease commit failed; ACKs withheld");
+                pending.clear();
+            }
+        }
+    }
+}
+
+/// Follow the store: reservations, and lease releases an admin made.
+async fn watcher(
+    store: Arc<dyn Store>,
+    tx: mpsc::Sender<Event>,
+    reload: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut seen_res = store.generation(Topic::Reservations).await.unwrap_or(0);
+    let mut seen_admin = store.generation(Topic::LeaseAdmin).await.unwrap_or(0);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+            _ = reload.notified() => {}
+        }
+        match store.generation(Topic::Reservations).await {
+            Ok(g) if g != seen_res => match store.reservations().await {
+                Ok(rs) => {
+                    seen_res = g;
+                    let _ = tx.send(Event::Reservations(rs)).await;
+                }
+                Err(e) => warn!(error = %e, "cannot reload reservations"),
+            },
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot read the store"),
+        }
+        if let Ok(g) = store.generation(Topic::LeaseAdmin).await {
+            if g != seen_admin {
+                match store.load_leases().await {
+                    Ok(ls) => {
+                        seen_admin = g;
+                        let _ = tx.send(Event::AdminLeases(ls)).await;
+                    }
+                    Err(e) => warn!(error = %e, "cannot reload leases"),
+                }
+            }
+        }
+    }
+}
+
+fn encode(reply: &Reply) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(576);
+    if let Err(e) = reply.msg.encode(&mut Encoder::new(&mut buf)) {
+        error!(error = %e, "cannot encode a reply");
+        return None;
+    }
+    if buf.len() < MIN_REPLY {
+        buf.resize(MIN_REPLY, 0);
+    }
+    Some(buf)
+}
+
+async fn send(iface: &Iface, reply: &Reply) {
+    if let Some(bytes) = encode(reply) {
+        send_bytes(iface, &bytes, reply.to).await;
+        if let Some(t) = reply.msg.opts().msg_type() {
+            info!(kind = ?t, ip = %reply.msg.yiaddr(), to = %reply.to, "reply");
+        }
+    }
+}
+
+async fn send_bytes(iface: &Iface, bytes: &[u8], to: SocketAddrV4) {
+    if let Err(e) = iface.sock.send_to(bytes, to).await {
+        warn!(interface = %iface.name, %to, error = %e, "send failed");
+    }
+}
+
+/// One socket per interface, bound to the device so that the interface a
+/// packet came in on is known, and broadcasts leave through it.
+fn bind_socket(iface: &str, port: u16) -> Result<UdpSocket, DhcpError> {
+    let io = |source| DhcpError::Socket {
+        interface: iface.to_owned(),
+        source,
+    };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(io)?;
+    s.set_reuse_address(true).map_err(io)?;
+    s.set_broadcast(true).map_err(io)?;
+    s.bind_device(Some(iface.as_bytes())).map_err(io)?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
+        .map_err(io)?;
+    s.set_nonblocking(true).map_err(io)?;
+    UdpSocket::from_std(s.into()).map_err(io)
+}
+
+/// The interface's IPv4 address that lies in a configured subnet (else its
+/// first IPv4 address: relayed clients may be served through it).
+fn interface_address(name: &str, cfg: &DhcpConfig) -> Result<Ipv4Addr, DhcpError> {
+    let addrs: Vec<Ipv4Addr> = nix::ifaddrs::getifaddrs()
+        .map_err(|e| DhcpError::Interface {
+            interface: name.to_owned(),
+            reason: e.to_string(),
+        })?
+        .filter(|a| a.interface_name == name)
+        .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .collect();
+    addrs
+        .iter()
+        .find(|a| cfg.subnets.iter().any(|s| s.cidr.contains(*a)))
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| DhcpError::Interface {
+            interface: name.to_owned(),
+            reason: "it does not exist or has no IPv4 address".into(),
+        })
+}
