@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use dhcproto::v4::Message;
 use dhcproto::{Encodable, Encoder};
-use labnet_config::DhcpConfig;
+use labnet_config::{DhcpConfig, PxeConfig};
+use labnet_pxe::BootFiles;
 use labnet_store::{unix_now, Lease, LeaseState, Reservation, Store, Topic};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -109,6 +110,15 @@ impl Server {
         })
     }
 
+    /// Serve network boot: answer PXE and iPXE clients with boot decisions
+    /// from `pxe` and the boot profiles in the store (kept fresh by a
+    /// watcher while the server runs).
+    pub async fn with_pxe(mut self, pxe: PxeConfig) -> Result<Server, DhcpError> {
+        let files = BootFiles::load(self.store.clone(), pxe).await?;
+        self.core.set_boot(Arc::new(files));
+        Ok(self)
+    }
+
     /// Wake the store watcher now (SIGHUP).
     pub fn reload_handle(&self) -> Arc<Notify> {
         self.reload.clone()
@@ -147,6 +157,15 @@ impl Server {
             reload,
             shutdown.clone(),
         ));
+        if let Some(boot) = core.boot().cloned() {
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                tokio::select! {
+                    _ = boot.watch(WATCH_EVERY) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
         let pinger = if core.config().ping_check {
             match Pinger::open() {
                 Ok(p) => Some(p),
