@@ -281,6 +281,7 @@ impl Dhcp {
             .as_ref()
             .and_then(|b| b.decide(&pxe::boot_request(req), &c.client.mac))
         {
+            tracing::debug!(xid = req.xid(), mac = %c.client.mac, file = %d.boot_file, kind = ?d.kind, "boot decision");
             pxe::apply(&d, &mut msg, &mut opts);
         }
         echo_relay_info(req, &mut opts);
