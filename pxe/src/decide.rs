@@ -147,9 +147,8 @@ pub struct BootDecision {
     /// does not fit `file`; only option 67 can carry it.
     pub boot_file: String,
     pub kind: BootFileKind,
-    /// Option 60 to put in the reply. PXE clients (PXE spec 2.1 §2.2.4) and
-    /// UEFI HTTP clients (UEFI spec §24.7.2) ignore offers that do not echo
-    /// their class.
+    /// Option 60 to put in the reply: `HTTPClient` for UEFI HTTP boot
+    /// (UEFI spec §24.7.2), never `PXEClient` (see [`decide`]).
     pub vendor_class: Option<&'static str>,
 }
 
@@ -206,17 +205,15 @@ pub fn decide(
         ClientClass::Pxe => (loader(arch, cfg, profile)?.to_owned(), BootFileKind::Loader),
         ClientClass::Http => (cfg.http_boot_url.clone()?, BootFileKind::HttpUri),
     };
-    let vendor_class = match class {
-        ClientClass::Http => Some("HTTPClient"),
-        _ if req
-            .vendor_class
-            .as_deref()
-            .is_some_and(|v| v.starts_with(b"PXEClient")) =>
-        {
-            Some("PXEClient")
-        }
-        _ => None,
-    };
+    // Only UEFI HTTP clients need their class echoed (UEFI spec §24.7.2:
+    // offers without option 60 "HTTPClient" are ignored). A PXE client must
+    // NOT get "PXEClient" back in a full DHCP offer unless the server also
+    // answers boot-server discovery on port 4011: PXE spec 2.1 §2.2.5 makes
+    // such an offer one from a PXE-aware server, and without vendor options
+    // (43) the client then asks a boot server for its file — EDK2 sorts it
+    // as a "DhcpBinl" offer and gives up with PXE-E16 when 4011 is silent.
+    // A plain offer carrying the boot file is what every PXE ROM accepts.
+    let vendor_class = (class == ClientClass::Http).then_some("HTTPClient");
     Some(BootDecision {
         next_server: cfg.tftp_server,
         tftp_server: cfg.tftp_server.to_string(),
@@ -385,19 +382,18 @@ mod tests {
     }
 
     #[test]
-    fn reply_fields_server_and_vendor_class_echo() {
+    fn reply_fields_server_and_no_pxeclient_echo() {
         let d = decide(&pxe(7), &cfg(), None).expect("decision");
         assert_eq!(d.next_server, Ipv4Addr::new(10, 77, 0, 1));
         assert_eq!(d.tftp_server, "10.77.0.1");
-        assert_eq!(d.vendor_class, Some("PXEClient"));
-        let d = decide(&ipxe(7), &cfg(), None).expect("decision");
-        assert_eq!(d.vendor_class, Some("PXEClient"));
-        // iPXE without a vendor class: nothing to echo.
-        let bare = BootRequest {
-            vendor_class: None,
-            ..ipxe(7)
-        };
-        assert_eq!(decide(&bare, &cfg(), None).expect("d").vendor_class, None);
+        // Echoing PXEClient would send EDK2 looking for a boot server on
+        // port 4011 (a "DhcpBinl" offer).
+        assert_eq!(d.vendor_class, None);
+        assert_eq!(
+            decide(&ipxe(7), &cfg(), None).expect("d").vendor_class,
+            None
+        );
+        assert_eq!(decide(&pxe(0), &cfg(), None).expect("d").vendor_class, None);
     }
 
     #[test]
