@@ -13,7 +13,9 @@
 //!
 //! The loader comes from the host's profile when it overrides the arch's
 //! loader, else from `[pxe]`. A client already running iPXE never gets an
-//! iPXE loader again: that would chainload forever.
+//! iPXE loader again: that would chainload forever. On BIOS it may get
+//! pxelinux, which does no DHCP of its own, so BIOS hosts boot through their
+//! `pxelinux.cfg` whether their NIC ROM is a plain PXE ROM or iPXE.
 
 use std::net::Ipv4Addr;
 
