@@ -7,7 +7,9 @@
 
 mod leases;
 mod profiles;
+mod records;
 mod reservations;
+mod zones;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,12 @@ enum Cmd {
     /// Boot profiles (PXE) and which host boots which.
     #[command(subcommand)]
     Profiles(profiles::Cmd),
+    /// Authoritative DNS zones (import RFC 1035 master files).
+    #[command(subcommand)]
+    Zones(zones::Cmd),
+    /// DNS records, one at a time, in the zone that encloses each name.
+    #[command(subcommand)]
+    Records(records::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -85,5 +93,7 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         Cmd::Leases(c) => leases::run(c, store.as_ref()).await,
         Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
         Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
+        Cmd::Zones(c) => zones::run(c, store.as_ref()).await,
+        Cmd::Records(c) => records::run(c, store.as_ref()).await,
     }
 }

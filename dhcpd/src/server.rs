@@ -2,11 +2,11 @@
 //! committer, the pinger and the store watcher.
 //!
 //! ```text
-//! reader (per interface) ──decode──▶ core task: Dhcp::handle ──▶ send OFFER / NAK
-//!                                        │  ▲                    ──▶ pinger ──▶ OFFER
-//!                                        │  └── store watcher (reservations, admin releases)
-//!                                        ▼
-//!                                    committer: batch → store.commit_leases → send ACKs
+//! interface task ──decode──▶ Dhcp::handle (under a mutex) ──▶ send OFFER / NAK
+//!                                  │                        ──▶ pinger ──▶ OFFER
+//!                                  ▼
+//!                              committer: batch → store.commit_leases → send ACKs
+//! event task: ping results, store watcher (reservations, admin releases), expiry sweep
 //! ```
 //!
 //! Each socket is bound to its device (`SO_BINDTODEVICE`) on 0.0.0.0:67, so
@@ -17,7 +17,7 @@
 //! (group commit).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dhcproto::v4::Message;
@@ -40,7 +40,8 @@ use crate::DhcpError;
 const MAX_PACKET: usize = 1500;
 /// RFC 1542 §2.1: BOOTP relays and old clients expect at least 300 bytes.
 const MIN_REPLY: usize = 300;
-/// Requests waiting for the core; beyond this, new packets are dropped.
+/// ACKs waiting for the committer; when full, the interface tasks wait
+/// (and the socket buffers absorb the burst).
 const QUEUE: usize = 8192;
 /// How often the store's change counters are read.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -54,11 +55,6 @@ struct Iface {
 }
 
 enum Event {
-    Packet {
-        iface: usize,
-        src: SocketAddrV4,
-        msg: Box<Message>,
-    },
     PingDone {
         iface: usize,
         src: SocketAddrV4,
@@ -128,35 +124,17 @@ impl Server {
     /// (and their ACKs sent) before this returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DhcpError> {
         let Server {
-            mut core,
+            core,
             store,
             ifaces,
             reload,
         } = self;
+        let cfg = core.config().clone();
         let tracker = TaskTracker::new();
-        let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(QUEUE);
+        let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
         let (commit_tx, commit_rx) = mpsc::channel::<Pending>(QUEUE);
-        for (i, iface) in ifaces.iter().enumerate() {
-            info!(interface = %iface.name, address = %iface.addr, "serving");
-            tracker.spawn(reader(
-                i,
-                iface.sock.clone(),
-                ev_tx.clone(),
-                shutdown.clone(),
-            ));
-        }
-        tracker.spawn(committer(
-            store.clone(),
-            ifaces.clone(),
-            commit_rx,
-            core.config().commit_batch,
-        ));
-        tracker.spawn(watcher(
-            store.clone(),
-            ev_tx.clone(),
-            reload,
-            shutdown.clone(),
-        ));
+        // Boot profiles follow the store like reservations do; decisions
+        // read them from memory.
         if let Some(boot) = core.boot().cloned() {
             let stop = shutdown.clone();
             tracker.spawn(async move {
@@ -166,7 +144,7 @@ impl Server {
                 }
             });
         }
-        let pinger = if core.config().ping_check {
+        let pinger = if cfg.ping_check {
             match Pinger::open() {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -177,18 +155,37 @@ impl Server {
         } else {
             None
         };
-        let ping_timeout = core.config().ping_timeout;
-        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            ifaces: ifaces.clone(),
+            commit_tx,
+            ev_tx: ev_tx.clone(),
+            pinger,
+            ping_timeout: cfg.ping_timeout,
+        });
+        for (i, iface) in ifaces.iter().enumerate() {
+            info!(interface = %iface.name, address = %iface.addr, "serving");
+            tracker.spawn(serve_interface(i, shared.clone(), shutdown.clone()));
+        }
+        tracker.spawn(committer(
+            store.clone(),
+            ifaces.clone(),
+            commit_rx,
+            cfg.commit_batch,
+        ));
+        tracker.spawn(watcher(store.clone(), ev_tx.clone(), reload, shutdown.clone()));
+        drop(ev_tx);
 
+        // Events that are not packets: ping results, store changes, the clock.
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = sweep.tick() => { core.table.sweep(unix_now()); continue; }
+                _ = sweep.tick() => { shared.lock().table.sweep(unix_now()); continue; }
                 ev = ev_rx.recv() => match ev { Some(ev) => ev, None => break },
             };
             let now = unix_now();
-            let (iface, src, req, attempt) = match ev {
-                Event::Packet { iface, src, msg } => (iface, src, msg, 0),
+            match ev {
                 Event::PingDone {
                     iface,
                     src,
@@ -203,66 +200,27 @@ impl Server {
                         continue;
                     }
                     warn!(%ip, "address answered a ping but has no lease; putting it on probation");
-                    core.address_in_use(ip, now);
-                    if attempt >= PING_RETRIES {
-                        continue;
+                    shared.lock().address_in_use(ip, now);
+                    if attempt < PING_RETRIES {
+                        shared.handle(iface, src, &req, attempt + 1).await;
                     }
-                    (iface, src, req, attempt + 1)
                 }
                 Event::Reservations(rs) => {
                     info!(count = rs.len(), "reservations reloaded");
-                    core.table.set_reservations(rs);
-                    continue;
+                    shared.lock().table.set_reservations(rs);
                 }
                 Event::AdminLeases(leases) => {
+                    let mut core = shared.lock();
                     for l in leases.iter().filter(|l| l.state != LeaseState::Bound) {
                         core.table.admin_release(l, now);
-                    }
-                    continue;
-                }
-            };
-            let inc = Incoming {
-                iface_addr: ifaces[iface].addr,
-                src,
-            };
-            match core.handle(&req, &inc, now) {
-                Action::Silent(Silence::PoolExhausted) => {
-                    warn!(xid = req.xid(), interface = %ifaces[iface].name, "no free address in the pool");
-                }
-                Action::Silent(why) => debug!(xid = req.xid(), peer = %src, ?why, "no reply"),
-                Action::Send(reply) => send(&ifaces[iface], &reply).await,
-                Action::PingThenSend { ip, reply } => match &pinger {
-                    Some(p) => {
-                        let (p, tx) = (p.clone(), ev_tx.clone());
-                        tokio::spawn(async move {
-                            let in_use = p.in_use(ip, ping_timeout).await;
-                            let _ = tx
-                                .send(Event::PingDone {
-                                    iface,
-                                    src,
-                                    req,
-                                    reply: Box::new(reply),
-                                    ip,
-                                    in_use,
-                                    attempt,
-                                })
-                                .await;
-                        });
-                    }
-                    None => send(&ifaces[iface], &reply).await,
-                },
-                Action::Commit { lease, reply } => {
-                    let reply = reply.and_then(|r| encode(&r).map(|b| (iface, b, r.to)));
-                    if commit_tx.send(Pending { lease, reply }).await.is_err() {
-                        error!("the committer has stopped; shutting down");
-                        break;
                     }
                 }
             }
         }
-        drop(commit_tx);
-        drop(ev_tx);
         tracker.close();
+        // The interface tasks stop on the token; the committer ends when the
+        // last sender is gone, after writing what it holds.
+        drop(shared);
         if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
             .await
             .is_err()
@@ -273,41 +231,99 @@ impl Server {
     }
 }
 
-/// Receive, decode, queue. Malformed packets are dropped here.
-async fn reader(
-    iface: usize,
-    sock: Arc<UdpSocket>,
-    tx: mpsc::Sender<Event>,
-    shutdown: CancellationToken,
-) {
+/// What the interface tasks share. The core sits behind a mutex that is
+/// held for one `handle` call at a time, never across an await.
+struct Shared {
+    core: Mutex<Dhcp>,
+    ifaces: Arc<Vec<Iface>>,
+    commit_tx: mpsc::Sender<Pending>,
+    ev_tx: mpsc::Sender<Event>,
+    pinger: Option<Arc<Pinger>>,
+    ping_timeout: Duration,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Dhcp> {
+        // Poisoning would only follow a panic inside `handle`; the table is
+        // still consistent between calls, so keep serving.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run the core on one request and carry out its action.
+    async fn handle(&self, iface: usize, src: SocketAddrV4, req: &Message, attempt: u8) {
+        let inc = Incoming {
+            iface_addr: self.ifaces[iface].addr,
+            src,
+        };
+        let action = self.lock().handle(req, &inc, unix_now());
+        match action {
+            Action::Silent(Silence::PoolExhausted) => {
+                warn!(xid = req.xid(), interface = %self.ifaces[iface].name, "no free address in the pool");
+            }
+            Action::Silent(why) => debug!(xid = req.xid(), peer = %src, ?why, "no reply"),
+            Action::Send(reply) => send(&self.ifaces[iface], &reply).await,
+            Action::PingThenSend { ip, reply } => match &self.pinger {
+                Some(p) => {
+                    let (p, tx, timeout) = (p.clone(), self.ev_tx.clone(), self.ping_timeout);
+                    let req = Box::new(req.clone());
+                    tokio::spawn(async move {
+                        let in_use = p.in_use(ip, timeout).await;
+                        let _ = tx
+                            .send(Event::PingDone {
+                                iface,
+                                src,
+                                req,
+                                reply: Box::new(reply),
+                                ip,
+                                in_use,
+                                attempt,
+                            })
+                            .await;
+                    });
+                }
+                None => send(&self.ifaces[iface], &reply).await,
+            },
+            Action::Commit { lease, reply } => {
+                let reply = reply.and_then(|r| encode(&r).map(|b| (iface, b, r.to)));
+                if self.commit_tx.send(Pending { lease, reply }).await.is_err() {
+                    error!("the committer has stopped; ACK withheld");
+                }
+            }
+        }
+    }
+}
+
+/// Receive on one interface until shutdown. Each wakeup drains every
+/// datagram already queued on the socket before waiting again.
+async fn serve_interface(iface: usize, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let sock = shared.ifaces[iface].sock.clone();
     let mut buf = vec![0u8; MAX_PACKET + 1];
     loop {
-        let (n, src) = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => { debug!(error = %e, "recv failed"); continue; }
+            r = sock.readable() => if let Err(e) = r {
+                debug!(error = %e, "socket not readable");
+                continue;
             },
-        };
-        let SocketAddr::V4(src) = src else { continue };
-        if n > MAX_PACKET {
-            debug!(peer = %src, "oversized packet dropped");
-            continue;
         }
-        let msg = match crate::wire::decode(&buf[..n]) {
-            Ok(m) => m,
-            Err(why) => {
-                debug!(peer = %src, ?why, len = n, "malformed packet dropped");
+        loop {
+            let (n, src) = match sock.try_recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!(error = %e, "recv failed");
+                    break;
+                }
+            };
+            let SocketAddr::V4(src) = src else { continue };
+            if n > MAX_PACKET {
+                debug!(peer = %src, "oversized packet dropped");
                 continue;
             }
-        };
-        let ev = Event::Packet {
-            iface,
-            src,
-            msg: Box::new(msg),
-        };
-        if tx.try_send(ev).is_err() {
-            debug!(peer = %src, "queue full, packet dropped");
+            match crate::wire::decode(&buf[..n]) {
+                Ok(msg) => shared.handle(iface, src, &msg, 0).await,
+                Err(why) => debug!(peer = %src, ?why, len = n, "malformed packet dropped"),
+            }
         }
     }
 }

@@ -16,9 +16,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
     #[error("corrupt row in the store: {0}")]
     Corrupt(String),
-    /// The named thing (a boot profile, ...) is not in the store.
-    #[error("{0}")]
-    NotFound(String),
 }

@@ -1,7 +1,7 @@
 //! `labnet-store`: the one store labnet's daemons and `labnetctl` share.
 //!
 //! The daemons see it only through the traits here ([`LeaseStore`],
-//! [`ReservationStore`], gathered in [`Store`]); [`SqliteStore`] implements
+//! [`ReservationStore`], [`ZoneStore`], gathered in [`Store`]); [`SqliteStore`] implements
 //! them on one SQLite file in WAL mode with a busy timeout, so three daemons
 //! and the CLI can use it at once. A PostgreSQL backend implements the same
 //! traits without the daemons changing.
@@ -20,6 +20,7 @@ mod leases;
 mod profiles;
 mod reservations;
 mod sqlite;
+mod zones;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use leases::{Lease, LeaseState, LeaseStore};
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
+pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -41,6 +43,8 @@ pub enum Topic {
     /// which owns the lease table, reloads only on these.
     LeaseAdmin,
     Reservations,
+    /// Zones and records (dnsd reloads its view).
+    Zones,
     /// Boot profiles and host→profile assignments without a reservation.
     Profiles,
 }
@@ -51,6 +55,7 @@ impl Topic {
             Topic::Leases => "leases",
             Topic::LeaseAdmin => "lease_admin",
             Topic::Reservations => "reservations",
+            Topic::Zones => "zones",
             Topic::Profiles => "profiles",
         }
     }
@@ -58,7 +63,7 @@ impl Topic {
 
 /// Everything a daemon needs from the store.
 #[async_trait::async_trait]
-pub trait Store: LeaseStore + ReservationStore + ProfileStore + Send + Sync {
+pub trait Store: LeaseStore + ReservationStore + ZoneStore + ProfileStore + Send + Sync {
     /// The counter for `topic`; it moves whenever data under it changes.
     async fn generation(&self, topic: Topic) -> Result<i64>;
 }

@@ -181,9 +181,7 @@ impl ProfileStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "no boot profile named `{profile}`"
-            )));
+            return Err(StoreError::NotFound(format!("boot profile `{profile}`")));
         }
         let on_reservation = sqlx::query("UPDATE reservations SET profile = ? WHERE mac = ?")
             .bind(profile)

@@ -112,6 +112,65 @@ fn macs_format_and_parse() {
     assert_eq!(parse_mac("5254.0012.3456"), None);
 }
 
+fn rec(name: &str, rtype: &str, rdata: &str) -> NewRecord {
+    NewRecord {
+        name: name.into(),
+        rtype: rtype.into(),
+        ttl: 300,
+        rdata: rdata.into(),
+        wire: vec![10, 0, 0, 1],
+    }
+}
+
+#[tokio::test]
+async fn zones_import_add_remove_move_serial_and_generation() {
+    let (_d, s) = temp_store().await;
+    let g0 = s.generation(Topic::Zones).await.expect("gen");
+    let z = s
+        .import_zone("lab.test.", 7, &[rec("www.lab.test.", "A", "10.0.0.1")])
+        .await
+        .expect("import");
+    assert_eq!((z.serial, z.records), (7, 1));
+    assert_eq!(s.generation(Topic::Zones).await.expect("gen"), g0 + 1);
+    // Re-import with an older serial: the stored one still moves forward.
+    let z = s.import_zone("lab.test.", 3, &[]).await.expect("import");
+    assert_eq!(z.serial, 8);
+    let serial = s
+        .add_record("lab.test.", &rec("WWW.lab.test.", "A", "10.0.0.2"))
+        .await
+        .expect("add");
+    assert_eq!(serial, 9);
+    assert!(s
+        .add_record("nope.test.", &rec("a.nope.test.", "A", "1"))
+        .await
+        .is_err());
+    assert_eq!(
+        s.zone_records(Some("lab.test.")).await.expect("list").len(),
+        1
+    );
+    assert_eq!(
+        s.remove_records("lab.test.", "www.LAB.test.", Some("a"), None)
+            .await
+            .expect("rm"),
+        1
+    );
+    let zones = s.zones().await.expect("zones");
+    assert_eq!(zones[0].serial, 10);
+    assert_eq!(zones[0].records, 0);
+    // Nothing removed: serial stays.
+    assert_eq!(
+        s.remove_records("lab.test.", "x.lab.test.", None, None)
+            .await
+            .expect("rm"),
+        0
+    );
+    assert_eq!(s.zones().await.expect("zones")[0].serial, 10);
+    assert!(s.remove_zone("lab.test.").await.expect("rm zone"));
+    assert!(s.zones().await.expect("zones").is_empty());
+    assert!(serial_newer(1, u32::MAX));
+    assert!(!serial_newer(u32::MAX, 1));
+}
+
 fn profile(name: &str, cmdline: &str) -> BootProfile {
     BootProfile {
         name: name.into(),

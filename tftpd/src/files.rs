@@ -128,7 +128,10 @@ mod tests {
         let root = Path::new("/srv/tftp");
         assert_eq!(normalize("pxelinux.0", root).unwrap(), "pxelinux.0");
         assert_eq!(normalize("/boot//x/./y", root).unwrap(), "boot/x/y");
-        assert_eq!(normalize("\\EFI\\boot\\x.efi", root).unwrap(), "EFI/boot/x.efi");
+        assert_eq!(
+            normalize("\\EFI\\boot\\x.efi", root).unwrap(),
+            "EFI/boot/x.efi"
+        );
         assert_eq!(normalize("/srv/tftp/a/b", root).unwrap(), "a/b");
         assert_eq!(normalize("/srv/tftpx/a", root).unwrap(), "srv/tftpx/a");
         assert_eq!(normalize("/etc/passwd", root).unwrap(), "etc/passwd");
@@ -166,7 +169,9 @@ mod tests {
             ErrorCode::FileNotFound
         );
         assert_eq!(
-            open_read(Path::new("/"), "dev/null").unwrap_err().tftp_code(),
+            open_read(Path::new("/"), "dev/null")
+                .unwrap_err()
+                .tftp_code(),
             ErrorCode::AccessViolation
         );
     }

@@ -131,7 +131,10 @@ mod tests {
             h([0, 0, 0, 0]),
             h([255, 255, 255, 0]),
         );
-        assert_eq!(route_v4(&text, Ipv4Addr::new(10, 79, 0, 2)).unwrap(), "veth1");
+        assert_eq!(
+            route_v4(&text, Ipv4Addr::new(10, 79, 0, 2)).unwrap(),
+            "veth1"
+        );
         assert_eq!(route_v4(&text, Ipv4Addr::new(8, 8, 8, 8)).unwrap(), "eth0");
     }
 

@@ -278,10 +278,7 @@ mod tests {
                 data: b"abc"
             })
         );
-        assert_eq!(
-            Packet::decode(&encode_ack(0)),
-            Ok(Packet::Ack { block: 0 })
-        );
+        assert_eq!(Packet::decode(&encode_ack(0)), Ok(Packet::Ack { block: 0 }));
         assert_eq!(
             Packet::decode(&encode_error(ErrorCode::FileNotFound, "nope")),
             Ok(Packet::Error {

@@ -236,7 +236,10 @@ async fn listen_loop(
         let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
             info!(peer = %peer, file = req.filename, "refused: server busy");
             let _ = sock
-                .send_to(&packet::encode_error(ErrorCode::NotDefined, "server busy"), peer)
+                .send_to(
+                    &packet::encode_error(ErrorCode::NotDefined, "server busy"),
+                    peer,
+                )
                 .await;
             continue;
         };
@@ -336,7 +339,9 @@ async fn transfer_task(
             ms,
             "transfer aborted by the client"
         ),
-        other => info!(outcome = ?other, bytes = st.bytes, retransmits = st.retransmits, ms, "transfer failed"),
+        other => {
+            info!(outcome = ?other, bytes = st.bytes, retransmits = st.retransmits, ms, "transfer failed")
+        }
     }
     if let (Some(path), false) = (upload, outcome == Outcome::Complete) {
         // Never leave a partial upload behind.
@@ -372,12 +377,18 @@ async fn drive(
                 debug!(error = %e, "send failed");
             }
         }
+        // The deadline moves forward with every ACK. Re-arming the timer for
+        // each packet costs more than a spurious wake-up, so only re-arm
+        // when the deadline comes earlier than the armed one, or after the
+        // timer fired (on_timeout ignores a deadline not yet reached).
         let deadline = t.deadline();
-        if deadline != armed {
-            armed = deadline;
-            sleep
-                .as_mut()
-                .reset(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far));
+        let earlier = matches!((deadline, armed), (Some(d), Some(a)) if d < a);
+        if armed.is_none() || earlier {
+            let at = deadline
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(far);
+            armed = Some(at.into_std());
+            sleep.as_mut().reset(at);
         }
         tokio::select! {
             biased;
@@ -401,6 +412,7 @@ async fn drive(
                 Err(e) => debug!(error = %e, "recv failed"),
             },
             _ = &mut sleep => {
+                armed = None;
                 outs = t.on_timeout(Instant::now());
                 if !outs.is_empty() {
                     debug!("timeout: retransmitting");

@@ -913,7 +913,11 @@ mod tests {
     #[test]
     fn negotiation_caps_and_ignores_bad_values() {
         let n = neg(
-            &[("blksize", "65464"), ("windowsize", "1000"), ("timeout", "3")],
+            &[
+                ("blksize", "65464"),
+                ("windowsize", "1000"),
+                ("timeout", "3"),
+            ],
             10,
         );
         assert_eq!(n.blksize, 1468);
@@ -940,7 +944,12 @@ mod tests {
         assert_eq!((n.blksize, n.windowsize, n.timeout), (512, 1, T));
         assert!(n.oack.is_empty());
         // The window byte cap wins over a large max_windowsize.
-        let b = encode_request(false, "f", "octet", &[("blksize", "65464"), ("windowsize", "64")]);
+        let b = encode_request(
+            false,
+            "f",
+            "octet",
+            &[("blksize", "65464"), ("windowsize", "64")],
+        );
         let Ok(Packet::Request(r)) = Packet::decode(&b) else {
             panic!()
         };
@@ -959,7 +968,10 @@ mod tests {
         let (mut t, _) = reader(&data, &[("blksize", "1468"), ("windowsize", "16")], now);
         let outs = feed(&mut t, &ack(0), now);
         let ds = datas(&t, &outs);
-        assert_eq!(ds.iter().map(|d| d.0).collect::<Vec<_>>(), (1..=16).collect::<Vec<_>>());
+        assert_eq!(
+            ds.iter().map(|d| d.0).collect::<Vec<_>>(),
+            (1..=16).collect::<Vec<_>>()
+        );
         // Blocks 6.. were lost: the client ACKs 5, the next window starts at 6.
         let outs = feed(&mut t, &ack(5), now);
         let ds = datas(&t, &outs);
@@ -991,7 +1003,9 @@ mod tests {
     fn netascii_roundtrip() {
         let text = b"line one\nline\rtwo\r\n\n";
         let mut enc = Vec::new();
-        NetasciiReader::new(&text[..]).read_to_end(&mut enc).unwrap();
+        NetasciiReader::new(&text[..])
+            .read_to_end(&mut enc)
+            .unwrap();
         assert_eq!(enc, b"line one\r\nline\r\0two\r\0\r\n\r\n");
         // Decode it split at every position (a CR at a block boundary).
         for split in 0..enc.len() {
@@ -1025,7 +1039,8 @@ mod tests {
         };
         let n = negotiate(&r, &limits(), None);
         let now = Instant::now();
-        let (mut t, outs) = Transfer::write(Box::new(sink.clone()), Mode::Octet, &n, &limits(), now);
+        let (mut t, outs) =
+            Transfer::write(Box::new(sink.clone()), Mode::Octet, &n, &limits(), now);
         assert_eq!(outs, vec![Out::Send(ack(0))]);
         let d1 = vec![1u8; 512];
         let outs = feed(&mut t, &packet::encode_data(1, &d1), now);

@@ -1,0 +1,156 @@
+//! `labnetctl zones import|list|remove`.
+//!
+//! Master files (RFC 1035 §5: `$ORIGIN`, `$TTL`, `$INCLUDE`, relative names,
+//! `@`, parentheses, comments) are read with hickory-proto's zone parser, the
+//! same codec labnet-dnsd serves with, so what imports is what is served.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_proto::serialize::txt::Parser;
+use labnet_store::{NewRecord, Store};
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Load (or replace) a zone from an RFC 1035 master file.
+    Import {
+        file: PathBuf,
+        /// The zone's origin when the file has no $ORIGIN.
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Zones in the store with their serials.
+    List,
+    /// Remove a zone and all its records.
+    Remove { name: String },
+}
+
+/// `name` made absolute (a final dot) and lowercase, as zones are keyed.
+pub fn zone_key(name: &str) -> String {
+    let mut s = name.trim().to_ascii_lowercase();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
+/// A parsed record as the store keeps it: presentation and wire RDATA.
+pub fn new_record(rec: &Record) -> anyhow::Result<NewRecord> {
+    let mut wire = Vec::new();
+    {
+        let mut enc = BinEncoder::new(&mut wire);
+        // Uncompressed names: the RDATA stands alone in the store.
+        enc.set_canonical_form(true);
+        rec.data
+            .emit(&mut enc)
+            .with_context(|| format!("cannot encode {} {}", rec.name, rec.record_type()))?;
+    }
+    Ok(NewRecord {
+        name: rec.name.to_ascii(),
+        rtype: rec.record_type().to_string(),
+        ttl: rec.ttl,
+        rdata: presentation(&rec.data),
+        wire,
+    })
+}
+
+/// RDATA as a master file writes it. hickory's `Display` for TXT runs the
+/// strings together, so TXT is quoted here (RFC 1035 §5.1 escapes).
+pub fn presentation(data: &RData) -> String {
+    match data {
+        RData::TXT(txt) => txt
+            .txt_data
+            .iter()
+            .map(|s| {
+                let mut out = String::from("\"");
+                for &b in s.iter() {
+                    match b {
+                        b'"' | b'\\' => {
+                            out.push('\\');
+                            out.push(b as char);
+                        }
+                        0x20..=0x7e => out.push(b as char),
+                        _ => out.push_str(&format!("\\{b:03}")),
+                    }
+                }
+                out.push('"');
+                out
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// Parse master-file text relative to `origin`.
+pub fn parse(
+    text: &str,
+    path: Option<PathBuf>,
+    origin: Option<&str>,
+) -> anyhow::Result<(Name, Vec<Record>)> {
+    let origin = origin
+        .map(|o| Name::from_ascii(zone_key(o)))
+        .transpose()
+        .context("bad --origin")?;
+    let (origin, sets) = Parser::new(text, path, origin)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e} (a file without $ORIGIN needs --origin)"))?;
+    let records = sets
+        .values()
+        .flat_map(|s| s.records_without_rrsigs().cloned())
+        .collect();
+    Ok((origin, records))
+}
+
+pub async fn run(cmd: Cmd, store: &dyn Store) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Import { file, origin } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let (origin, records) = parse(&text, Some(file.clone()), origin.as_deref())
+                .with_context(|| format!("{}", file.display()))?;
+            let zone = zone_key(&origin.to_ascii());
+            let soa = records
+                .iter()
+                .find_map(|r| match &r.data {
+                    RData::SOA(soa) if r.name.eq_ignore_root(&origin) => Some(soa.serial),
+                    _ => None,
+                })
+                .with_context(|| format!("{}: no SOA record at {zone}", file.display()))?;
+            let mut rows = Vec::with_capacity(records.len());
+            for r in &records {
+                if !origin.zone_of(&r.name) {
+                    bail!("{}: {} is outside the zone {zone}", file.display(), r.name);
+                }
+                if r.record_type() == RecordType::SOA && !r.name.eq_ignore_root(&origin) {
+                    bail!("{}: SOA below the apex at {}", file.display(), r.name);
+                }
+                rows.push(new_record(r)?);
+            }
+            let z = store.import_zone(&zone, soa, &rows).await?;
+            println!(
+                "imported {} records into {} (serial {})",
+                z.records, z.name, z.serial
+            );
+            Ok(())
+        }
+        Cmd::List => {
+            println!("{:<40} {:>10} {:>8}", "ZONE", "SERIAL", "RECORDS");
+            for z in store.zones().await? {
+                println!("{:<40} {:>10} {:>8}", z.name, z.serial, z.records);
+            }
+            Ok(())
+        }
+        Cmd::Remove { name } => {
+            let zone = zone_key(&name);
+            if !store.remove_zone(&zone).await? {
+                bail!("no zone {zone}");
+            }
+            println!("removed {zone}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! labnet-dnsd as built, loaded with `labnetctl zones import` / `records add`,
+//! seen only through `dig`, a real NSD secondary, and a DHCP client.
+//!
+//! Each test has its own network namespace, so the daemon listens on
+//! 127.0.0.1:53 there and nothing leaves the box.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use labnet_integration::*;
+
+const ZONE: &str = r#"; lab.test as BIND or NSD would write it
+$ORIGIN lab.test.
+$TTL 3600
+@       IN SOA ns1.lab.test. hostmaster.lab.test. (
+                2024010101 ; serial
+                3600       ; refresh
+                600        ; retry
+                86400      ; expire
+                300 )      ; minimum
+        IN NS   ns1
+        IN MX   10 mail
+@       IN CAA  0 issue "ca.example"
+ns1     IN A    10.77.0.1
+mail    IN A    10.77.0.2
+web     IN A    10.77.0.10
+        IN AAAA 2001:db8::10
+www     IN CNAME web
+alias   IN CNAME www          ; a chain: alias -> www -> web
+txt     IN TXT  "hello world" "v=1"
+_sip._tcp IN SRV 10 5 5060 web
+*.wild  IN A    10.77.0.99
+sub     IN NS   ns.sub        ; a delegation
+ns.sub  IN A    10.77.0.53    ; its glue
+"#;
+
+/// The reverse zone, without $ORIGIN: imported with `--origin`.
+const REVERSE: &str = r#"$TTL 3600
+@   IN SOA ns1.lab.test. hostmaster.lab.test. 7 3600 600 86400 300
+@   IN NS  ns1.lab.test.
+10  IN PTR web.lab.test.
+"#;
+
+struct Lab {
+    dir: tempfile::TempDir,
+    ns: Netns,
+    cfg: PathBuf,
+    dnsd: Option<Daemon>,
+}
+
+impl Lab {
+    /// A namespace, a store with lab.test imported, labnet-dnsd on
+    /// 127.0.0.1:53; `extra` goes into `[dns]`, `more` after it.
+    fn new(tag: &str, extra: &str, more: &str) -> Lab {
+        require_root();
+        require_tools("bind9-dnsutils", &["dig"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ns = Netns::new(tag);
+        let cfg = write_file(
+            dir.path(),
+            "labnet.toml",
+            &format!(
+                r#"
+[store]
+url = "sqlite://{db}"
+
+[dns]
+listen = ["127.0.0.1:53"]
+lease_zone = "lab.test"
+lease_ttl = 60
+{extra}
+{more}
+"#,
+                db = dir.path().join("labnet.db").display()
+            ),
+        );
+        let zone = write_file(dir.path(), "lab.test.zone", ZONE);
+        let out = ctl(&cfg, &["zones", "import", zone.to_str().expect("path")]);
+        assert!(out.contains("serial 2024010101"), "{out}");
+        let rev = write_file(dir.path(), "rev.zone", REVERSE);
+        ctl(
+            &cfg,
+            &[
+                "zones",
+                "import",
+                rev.to_str().expect("path"),
+                "--origin",
+                "0.77.10.in-addr.arpa",
+            ],
+        );
+        let mut lab = Lab {
+            dir,
+            ns,
+            cfg,
+            dnsd: None,
+        };
+        lab.start();
+        lab
+    }
+
+    fn start(&mut self) {
+        let log = self.dir.path().join("dnsd.log");
+        let mut d = Daemon::start(Some(&self.ns), "labnet-dnsd", &self.cfg, &log);
+        d.wait_log("serving", Duration::from_secs(10));
+        self.dnsd = Some(d);
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        ctl(&self.cfg, args)
+    }
+
+    /// `dig @127.0.0.1 -p PORT ARGS` inside the namespace; stdout.
+    fn dig_at(&self, port: u16, args: &str) -> String {
+        let out = self
+            .ns
+            .cmd("sh")
+            .arg("-c")
+            .arg(format!(
+                "dig @127.0.0.1 -p {port} +norec +time=2 +tries=2 {args}"
+            ))
+            .output()
+            .expect("run dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn dig(&self, args: &str) -> String {
+        self.dig_at(53, args)
+    }
+
+    /// The answer section, one record per line, sorted.
+    fn answer(&self, port: u16, args: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .dig_at(port, &format!("+noall +answer {args}"))
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn log(&self) -> String {
+        self.dnsd.as_ref().map(|d| d.log_text()).unwrap_or_default()
+    }
+}
+
+fn status(out: &str) -> &str {
+    out.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("?")
+}
+
+fn flags(out: &str) -> String {
+    out.split("flags:")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn soa_serial(lab: &Lab, port: u16, zone: &str) -> Option<u32> {
+    let out = lab.dig_at(port, &format!("+short {zone} SOA"));
+    out.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[test]
+fn rfc1035_every_record_type_over_udp_and_tcp() {
+    let lab = Lab::new("dnsrr", "", "");
+    let added = lab.ctl(&[
+        "records",
+        "add",
+        "www2.lab.test",
+        "A",
+        "10.77.0.11",
+        "--ttl",
+        "300",
+    ]);
+    assert!(added.contains("serial 2024010102"), "{added}");
+    lab.ctl(&[
+        "records",
+        "add",
+        "11.0.77.10.in-addr.arpa",
+        "PTR",
+        "www2.lab.test.",
+    ]);
+    wait_for("the added record", Duration::from_secs(3), || {
+        (lab.answer(53, "www2.lab.test A") == ["www2.lab.test. 300 IN A 10.77.0.11"]).then_some(())
+    });
+    for (q, want) in [
+        ("lab.test SOA", "lab.test. 3600 IN SOA ns1.lab.test. hostmaster.lab.test. 2024010102 3600 600 86400 300"),
+        ("lab.test NS", "lab.test. 3600 IN NS ns1.lab.test."),
+        ("lab.test MX", "lab.test. 3600 IN MX 10 mail.lab.test."),
+        ("lab.test CAA", "lab.test. 3600 IN CAA 0 issue \"ca.example\""),
+        ("web.lab.test A", "web.lab.test. 3600 IN A 10.77.0.10"),
+        ("web.lab.test AAAA", "web.lab.test. 3600 IN AAAA 2001:db8::10"),
+        ("www.lab.test CNAME", "www.lab.test. 3600 IN CNAME web.lab.test."),
+        ("txt.lab.test TXT", "txt.lab.test. 3600 IN TXT \"hello world\" \"v=1\""),
+        ("_sip._tcp.lab.test SRV", "_sip._tcp.lab.test. 3600 IN SRV 10 5 5060 web.lab.test."),
+        ("-x 10.77.0.10", "10.0.77.10.in-addr.arpa. 3600 IN PTR web.lab.test."),
+        ("-x 10.77.0.11", "11.0.77.10.in-addr.arpa. 3600 IN PTR www2.lab.test."),
+    ] {
+        for tcp in ["", "+tcp"] {
+            let out = lab.dig(&format!("{tcp} {q}"));
+            assert_eq!(status(&out), "NOERROR", "{q} {tcp}\n{out}");
+            assert!(flags(&out).contains("aa"), "{q} {tcp}: AA\n{out}");
+            assert_eq!(lab.answer(53, &format!("{tcp} {q}")), [want], "{q} {tcp}");
+        }
+    }
+    // The question's case comes back as asked.
+    let out = lab.dig("WeB.LaB.TeSt A");
+    assert!(out.contains(";WeB.LaB.TeSt.\t"), "{out}");
+    // Outside our zones.
+    assert_eq!(status(&lab.dig("example.org A")), "REFUSED");
+    // records remove moves the serial and the name goes.
+    lab.ctl(&["records", "remove", "www2.lab.test", "A"]);
+    wait_for("the removed record to go", Duration::from_secs(3), || {
+        (status(&lab.dig("www2.lab.test A")) == "NXDOMAIN").then_some(())
+    });
+    assert_eq!(soa_serial(&lab, 53, "lab.test"), Some(2024010103));
+    let _ = lab.log();
+}
+
+#[test]
+fn rfc2308_negative_answers_carry_the_soa() {
+    let lab = Lab::new("dnsneg", "", "");
+    let out = lab.dig("nope.lab.test A");
+    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    assert!(flags(&out).contains("aa"));
+    // Negative TTL = min(SOA TTL 3600, MINIMUM 300).
+    let auth = lab.dig("+noall +authority nope.lab.test A");
+    assert!(auth.contains("300\tIN\tSOA\tns1.lab.test."), "{auth}");
+    let out = lab.dig("web.lab.test MX");
+    assert_eq!(status(&out), "NOERROR");
+    assert!(out.contains("ANSWER: 0"), "{out}");
+    assert!(lab
+        .dig("+noall +authority web.lab.test MX")
+        .contains("IN\tSOA"));
+    // An empty non-terminal is NODATA, not NXDOMAIN.
+    let out = lab.dig("_tcp.lab.test A");
+    assert_eq!(status(&out), "NOERROR", "{out}");
+}
+
+#[test]
+fn rfc1034_cname_chain_wildcard_and_delegation() {
+    let lab = Lab::new("dnscname", "", "");
+    assert_eq!(
+        lab.answer(53, "alias.lab.test A"),
+        [
+            "alias.lab.test. 3600 IN CNAME www.lab.test.",
+            "web.lab.test. 3600 IN A 10.77.0.10",
+            "www.lab.test. 3600 IN CNAME web.lab.test.",
+        ]
+    );
+    assert_eq!(
+        lab.answer(53, "anything.wild.lab.test A"),
+        ["anything.wild.lab.test. 3600 IN A 10.77.0.99"]
+    );
+    assert_eq!(status(&lab.dig("anything.wild.lab.test AAAA")), "NOERROR");
+    // Referral: no AA, NS in authority, glue in additional.
+    let out = lab.dig("host.sub.lab.test A");
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert!(!flags(&out).contains("aa"), "{out}");
+    assert!(out.contains("ANSWER: 0"), "{out}");
+    let auth = lab.dig("+noall +authority host.sub.lab.test A");
+    assert!(
+        auth.contains("sub.lab.test.\t\t3600\tIN\tNS\tns.sub.lab.test."),
+        "{auth}"
+    );
+    let add = lab.dig("+noall +additional host.sub.lab.test A");
+    assert!(
+        add.contains("ns.sub.lab.test.\t3600\tIN\tA\t10.77.0.53"),
+        "{add}"
+    );
+}
+
+#[test]
+fn rfc6891_edns_truncation_and_tcp() {
+    let lab = Lab::new("dnstc", "", "");
+    for i in 0..12 {
+        lab.ctl(&[
+            "records",
+            "add",
+            "big.lab.test",
+            "TXT",
+            &format!("\"record {i:02} 0123456789012345678901234567890123456789012345678901234567890123456789\""),
+        ]);
+    }
+    wait_for("the big RRset", Duration::from_secs(3), || {
+        (lab.answer(53, "+tcp big.lab.test TXT").len() == 12).then_some(())
+    });
+    // EDNS echoed with our payload size.
+    let out = lab.dig("web.lab.test A");
+    assert!(
+        out.contains("; EDNS: version: 0, flags:; udp: 1232"),
+        "{out}"
+    );
+    // Too big for 512: TC set (seen with +ignore), then dig retries over TCP.
+    let out = lab.dig("+bufsize=512 +ignore big.lab.test TXT");
+    assert!(flags(&out).contains("tc"), "{out}");
+    let out = lab.dig("+noedns +ignore big.lab.test TXT");
+    assert!(flags(&out).contains("tc"), "{out}");
+    let out = lab.dig("+bufsize=512 big.lab.test TXT");
+    assert!(out.contains("ANSWER: 12"), "{out}");
+    assert!(out.contains("(TCP)"), "{out}");
+    // Over TCP directly, several queries on one connection (+keepopen).
+    let out = lab.dig("+tcp +keepopen big.lab.test TXT web.lab.test A lab.test SOA");
+    assert_eq!(out.matches("status: NOERROR").count(), 3, "{out}");
+    // EDNS version 1: BADVERS.
+    let out = lab.dig("+edns=1 +noednsneg web.lab.test A");
+    assert_eq!(status(&out), "BADVERS", "{out}");
+}
+
+/// Write a lease straight into the store, as dhcpd would.
+fn write_lease(cfg: &std::path::Path, db: &std::path::Path, ip: &str, host: &str, expires_in: i64) {
+    let _ = cfg;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use labnet_store::LeaseStore;
+        let store = labnet_store::open_sqlite(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open store");
+        let now = labnet_store::unix_now();
+        store
+            .commit_leases(&[labnet_store::Lease {
+                ip: ip.parse().expect("ip"),
+                mac: "52:54:00:12:34:56".into(),
+                client_id: None,
+                hostname: Some(host.into()),
+                state: labnet_store::LeaseState::Bound,
+                starts: now,
+                expires: now + expires_in,
+            }])
+            .await
+            .expect("commit lease");
+    });
+}
+
+#[test]
+fn lease_names_and_ptrs_are_live() {
+    let lab = Lab::new("dnslease", "", "");
+    let db = lab.dir.path().join("labnet.db");
+    let serial0 = soa_serial(&lab, 53, "lab.test").expect("serial");
+    assert_eq!(status(&lab.dig("vm1.lab.test A")), "NXDOMAIN");
+    write_lease(&lab.cfg, &db, "10.77.0.150", "vm1", 3600);
+    wait_for("vm1.lab.test", Duration::from_secs(2), || {
+        (lab.answer(53, "vm1.lab.test A") == ["vm1.lab.test. 60 IN A 10.77.0.150"]).then_some(())
+    });
+    assert_eq!(
+        lab.answer(53, "-x 10.77.0.150"),
+        ["150.0.77.10.in-addr.arpa. 60 IN PTR vm1.lab.test."]
+    );
+    assert!(flags(&lab.dig("-x 10.77.0.150")).contains("aa"));
+    let serial1 = soa_serial(&lab, 53, "lab.test").expect("serial");
+    assert!(serial1 > serial0, "{serial1} > {serial0}");
+    lab.ctl(&["leases", "release", "10.77.0.150"]);
+    wait_for("vm1 to go", Duration::from_secs(2), || {
+        (status(&lab.dig("vm1.lab.test A")) == "NXDOMAIN").then_some(())
+    });
+    assert_eq!(status(&lab.dig("-x 10.77.0.150")), "NXDOMAIN");
+    assert!(soa_serial(&lab, 53, "lab.test").expect("serial") > serial1);
+    // Expiry by time alone, with no store write.
+    write_lease(&lab.cfg, &db, "10.77.0.151", "vm2", 2);
+    wait_for("vm2", Duration::from_secs(2), || {
+        (lab.answer(53, "vm2.lab.test A").len() == 1).then_some(())
+    });
+    wait_for("vm2 to expire", Duration::from_secs(5), || {
+        (status(&lab.dig("vm2.lab.test A")) == "NXDOMAIN").then_some(())
+    });
+}
+
+struct Nsd {
+    child: Child,
+}
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nsd_secondary_transfers_by_axfr_and_follows_notify() {
+    require_tools("nsd", &["nsd"]);
+    let lab = Lab::new("dnsaxfr", r#"secondaries = ["127.0.0.1:5301"]"#, "");
+    // AXFR from a source not allowed: refused.
+    let out = lab.dig("+tcp -b 127.0.0.2 lab.test AXFR");
+    assert!(
+        out.contains("Transfer failed") || out.contains("REFUSED"),
+        "{out}"
+    );
+    let d = lab.dir.path().join("nsd");
+    std::fs::create_dir_all(&d).expect("nsd dir");
+    let conf = write_file(
+        &d,
+        "nsd.conf",
+        &format!(
+            r#"
+server:
+    ip-address: 127.0.0.1@5301
+    port: 5301
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    database: ""
+    zonelistfile: "{d}/zone.list"
+    xfrdfile: "{d}/xfrd.state"
+    xfrdir: "{d}"
+    pidfile: "{d}/nsd.pid"
+    server-count: 1
+    verbosity: 2
+remote-control:
+    control-enable: no
+zone:
+    name: lab.test
+    zonefile: "{d}/lab.test.zone"
+    allow-notify: 127.0.0.1 NOKEY
+    request-xfr: AXFR 127.0.0.1@53 NOKEY
+"#,
+            d = d.display()
+        ),
+    );
+    let log = std::fs::File::create(d.join("nsd.log")).expect("log");
+    let child = lab
+        .ns
+        .cmd("nsd")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("start nsd");
+    let _nsd = Nsd { child };
+    let nsd_log = || std::fs::read_to_string(d.join("nsd.log")).unwrap_or_default();
+    let serial = soa_serial(&lab, 53, "lab.test").expect("labnet serial");
+    wait_for(
+        &format!("NSD to transfer lab.test serial {serial}"),
+        Duration::from_secs(20),
+        || (soa_serial(&lab, 5301, "lab.test") == Some(serial)).then_some(()),
+    );
+    for q in [
+        "lab.test SOA",
+        "lab.test NS",
+        "lab.test MX",
+        "lab.test CAA",
+        "web.lab.test A",
+        "web.lab.test AAAA",
+        "www.lab.test A",
+        "alias.lab.test A",
+        "txt.lab.test TXT",
+        "_sip._tcp.lab.test SRV",
+        "anything.wild.lab.test A",
+        "nope.lab.test A",
+    ] {
+        assert_eq!(
+            lab.answer(53, q),
+            lab.answer(5301, q),
+            "{q}\nnsd log:\n{}",
+            nsd_log()
+        );
+        assert_eq!(status(&lab.dig(q)), status(&lab.dig_at(5301, q)), "{q}");
+    }
+    // A change moves the serial; NOTIFY makes NSD fetch it.
+    lab.ctl(&["records", "add", "new.lab.test", "A", "10.77.0.77"]);
+    wait_for("labnet's serial to move", Duration::from_secs(3), || {
+        soa_serial(&lab, 53, "lab.test").filter(|s| *s > serial)
+    });
+    let serial2 = soa_serial(&lab, 53, "lab.test").expect("serial");
+    // NSD's refresh is 3600 s: only the NOTIFY can bring it in time.
+    wait_for(
+        "NSD to pick up the new serial",
+        Duration::from_secs(10),
+        || (soa_serial(&lab, 5301, "lab.test") == Some(serial2)).then_some(()),
+    );
+    assert_eq!(
+        lab.answer(5301, "new.lab.test A"),
+        ["new.lab.test. 3600 IN A 10.77.0.77"]
+    );
+    assert!(lab.log().contains("notify acknowledged"), "{}", lab.log());
+}
+
+/// The lab flow: udhcpc with a hostname gets a lease from labnet-dhcpd, and
+/// labnet-dnsd answers the name and the PTR; after the client releases, both
+/// are gone.
+#[test]
+fn lab_flow_dhcp_client_name_resolves_then_goes() {
+    require_tools("udhcpc", &["udhcpc"]);
+    let lab = Lab::new(
+        "dnsflow",
+        "",
+        r#"
+[dhcp]
+interfaces = ["br0"]
+ping_check = false
+
+[[dhcp.subnets]]
+cidr = "10.77.0.0/24"
+pools = ["10.77.0.100-10.77.0.199"]
+routers = ["10.77.0.1"]
+dns_servers = ["10.77.0.1"]
+domain = "lab.test"
+lease_time = "1h"
+"#,
+    );
+    // dnsd was started before the bridge existed: that is fine, it listens
+    // on loopback. Now the bridge, dhcpd and a client.
+    lab.ns.add_bridge("br0", "10.77.0.1/24");
+    let client = Netns::new("dnscl");
+    lab.ns.attach_veth("br0", "veth-c1", &client, "eth0");
+    let log = lab.dir.path().join("dhcpd.log");
+    let mut dhcpd = Daemon::start(Some(&lab.ns), "labnet-dhcpd", &lab.cfg, &log);
+    dhcpd.wait_log("serving", Duration::from_secs(10));
+    // The reverse zone of the DHCP subnet is served from the start.
+    assert_eq!(status(&lab.dig("0.77.10.in-addr.arpa SOA")), "NOERROR");
+
+    // The client must hold its address to unicast the DHCPRELEASE; this
+    // script sets only that (no resolv.conf, no routes).
+    let script = write_file(
+        lab.dir.path(),
+        "udhcpc.sh",
+        "#!/bin/sh\ncase \"$1\" in\n  bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/${mask:-24}\" dev \"$interface\" ;;\n  deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
+    );
+    run(Command::new("chmod").arg("+x").arg(&script));
+    let mut udhcpc = client
+        .cmd("udhcpc")
+        .args([
+            "-f",
+            "-R",
+            "-i",
+            "eth0",
+            "-x",
+            "hostname:vm7",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+        ])
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start udhcpc");
+    let mut ip = None;
+    for _ in 0..150 {
+        ip = lab
+            .answer(53, "+short vm7.lab.test A")
+            .first()
+            .map(|s| s.trim().to_owned());
+        if ip.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ip = ip.unwrap_or_else(|| {
+        panic!(
+            "vm7.lab.test did not appear\nleases: {}\ndhcpd log:\n{}\ndnsd log:\n{}",
+            lab.ctl(&["leases", "list"]),
+            dhcpd.log_text(),
+            lab.log()
+        )
+    });
+    assert!(ip.starts_with("10.77.0."), "{ip}");
+    assert_eq!(
+        lab.answer(53, &format!("+short -x {ip}")),
+        ["vm7.lab.test."]
+    );
+    // udhcpc -R sends DHCPRELEASE when told to stop.
+    run(Command::new("kill").args(["-TERM", &udhcpc.id().to_string()]));
+    let _ = udhcpc.wait();
+    wait_for("vm7 to go after release", Duration::from_secs(5), || {
+        (status(&lab.dig("vm7.lab.test A")) == "NXDOMAIN").then_some(())
+    });
+    assert_eq!(status(&lab.dig(&format!("-x {ip}"))), "NXDOMAIN");
+    drop(dhcpd);
+}
