@@ -139,6 +139,7 @@ struct RawPxe {
     #[serde(default = "default_ipxe_script")]
     ipxe_script: String,
     default_profile: Option<String>,
+    http_boot_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -280,7 +281,7 @@ impl RawConfig {
             },
             dhcp: self.dhcp.map(|d| d.validate(ctx)).transpose()?,
             tftp: self.tftp.map(|t| t.validate(ctx)).transpose()?,
-            pxe: self.pxe.map(RawPxe::validate),
+            pxe: self.pxe.map(|p| p.validate(ctx)).transpose()?,
             dns: self.dns.map(|d| d.validate(ctx)).transpose()?,
         })
     }
@@ -575,15 +576,26 @@ impl RawTftp {
 }
 
 impl RawPxe {
-    fn validate(self) -> PxeConfig {
-        PxeConfig {
+    fn validate(self, ctx: &Ctx<'_>) -> Result<PxeConfig, ConfigError> {
+        if let Some(u) = &self.http_boot_url {
+            // UEFI HTTP boot fetches its boot file by URI (UEFI 2.x §24.7).
+            if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) {
+                return Err(ctx.invalid(
+                    u.span(),
+                    "pxe.http_boot_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        Ok(PxeConfig {
             tftp_server: self.tftp_server,
             bios_boot_file: self.bios_boot_file,
             uefi_boot_file: self.uefi_boot_file,
             uefi32_boot_file: self.uefi32_boot_file,
             ipxe_script: self.ipxe_script,
             default_profile: self.default_profile,
-        }
+            http_boot_url: self.http_boot_url.map(Spanned::into_inner),
+        })
     }
 }
 

@@ -172,6 +172,9 @@ pub struct PxeConfig {
     pub ipxe_script: String,
     /// Boot profile for hosts that have none assigned.
     pub default_profile: Option<String>,
+    /// Boot file URI for UEFI HTTP boot clients (vendor class `HTTPClient`,
+    /// arch 16); without it they are not offered a boot file.
+    pub http_boot_url: Option<String>,
 }
 
 /// `[dns]`: the DNS server.

@@ -6,6 +6,7 @@
 //! (they poll the store's generation counters), so nothing here signals them.
 
 mod leases;
+mod profiles;
 mod records;
 mod reservations;
 mod zones;
@@ -38,6 +39,9 @@ enum Cmd {
     /// Fixed addresses for known hosts (MAC or client-id -> IP, hostname).
     #[command(subcommand)]
     Reservations(reservations::Cmd),
+    /// Boot profiles (PXE) and which host boots which.
+    #[command(subcommand)]
+    Profiles(profiles::Cmd),
     /// Authoritative DNS zones (import RFC 1035 master files).
     #[command(subcommand)]
     Zones(zones::Cmd),
@@ -88,6 +92,7 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         Cmd::CheckConfig => Ok(()),
         Cmd::Leases(c) => leases::run(c, store.as_ref()).await,
         Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
+        Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
         Cmd::Zones(c) => zones::run(c, store.as_ref()).await,
         Cmd::Records(c) => records::run(c, store.as_ref()).await,
     }

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use dhcproto::v4::relay::{RelayCode, RelayInfo};
 use dhcproto::v4::{DhcpOption, DhcpOptions, Flags, Message, MessageType, Opcode, OptionCode};
 use labnet_config::{DhcpConfig, Subnet};
+use labnet_pxe::BootFiles;
 use labnet_store::{format_mac, Lease};
 
 use crate::leases::{Client, LeaseTable, Refusal};
 use crate::options::SubnetOptions;
+use crate::pxe;
 
 /// Where the request came from.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +72,9 @@ pub struct Dhcp {
     pub table: LeaseTable,
     options: Vec<SubnetOptions>,
     rate: RateLimiter,
+    /// Boot profiles and the `[pxe]` config, when network boot is served.
+    /// Read from memory; the server refreshes it from the store.
+    boot: Option<Arc<BootFiles>>,
 }
 
 impl Dhcp {
@@ -84,7 +89,17 @@ impl Dhcp {
             rate: RateLimiter::new(cfg.max_packets_per_client),
             options,
             cfg,
+            boot: None,
         }
+    }
+
+    /// Answer network-boot clients with the boot decisions of `files`.
+    pub fn set_boot(&mut self, files: Arc<BootFiles>) {
+        self.boot = Some(files);
+    }
+
+    pub fn boot(&self) -> Option<&Arc<BootFiles>> {
+        self.boot.as_ref()
     }
 
     pub fn config(&self) -> &DhcpConfig {
@@ -260,6 +275,14 @@ impl Dhcp {
             .and_then(|r| r.hostname.clone())
         {
             opts.insert(DhcpOption::Hostname(name));
+        }
+        if let Some(d) = self
+            .boot
+            .as_ref()
+            .and_then(|b| b.decide(&pxe::boot_request(req), &c.client.mac))
+        {
+            tracing::debug!(xid = req.xid(), mac = %c.client.mac, file = %d.boot_file, kind = ?d.kind, "boot decision");
+            pxe::apply(&d, &mut msg, &mut opts);
         }
         echo_relay_info(req, &mut opts);
         msg.set_opts(opts);

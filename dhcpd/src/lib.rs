@@ -15,11 +15,14 @@
 //! - Back in [`server`]: OFFERs may wait for a ping check ([`ping`]); ACKs go
 //!   to the committer, which writes leases to the store in batches and sends
 //!   each ACK only after its lease has been committed.
+//! - [`pxe`]: for network-boot clients, labnet-pxe's boot decision goes
+//!   into every reply (`siaddr`, `file`, options 60/66/67).
 
 pub mod core;
 pub mod leases;
 pub mod options;
 pub mod ping;
+pub mod pxe;
 pub mod server;
 pub mod wire;
 
@@ -45,6 +48,8 @@ pub enum DhcpError {
     },
     #[error(transparent)]
     Store(#[from] labnet_store::StoreError),
+    #[error(transparent)]
+    Pxe(#[from] labnet_pxe::PxeError),
 }
 
 /// Bind and serve until `shutdown` is cancelled.

@@ -67,7 +67,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = labnet_store::open(&config.store.url)
         .await
         .with_context(|| format!("opening the store {}", config.store.url))?;
-    let server = labnet_dhcpd::Server::bind(dhcp, store).await?;
+    let mut server = labnet_dhcpd::Server::bind(dhcp, store).await?;
+    if let Some(pxe) = config.pxe.clone() {
+        server = server.with_pxe(pxe).await?;
+    }
     let shutdown = CancellationToken::new();
     let reload = server.reload_handle();
     let mut term = signal(SignalKind::terminate())?;

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use dhcproto::v4::Message;
 use dhcproto::{Encodable, Encoder};
-use labnet_config::DhcpConfig;
+use labnet_config::{DhcpConfig, PxeConfig};
+use labnet_pxe::BootFiles;
 use labnet_store::{unix_now, Lease, LeaseState, Reservation, Store, Topic};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -107,6 +108,15 @@ impl Server {
         })
     }
 
+    /// Serve network boot: answer PXE and iPXE clients with boot decisions
+    /// from `pxe` and the boot profiles in the store (kept fresh by a
+    /// watcher while the server runs).
+    pub async fn with_pxe(mut self, pxe: PxeConfig) -> Result<Server, DhcpError> {
+        let files = BootFiles::load(self.store.clone(), pxe).await?;
+        self.core.set_boot(Arc::new(files));
+        Ok(self)
+    }
+
     /// Wake the store watcher now (SIGHUP).
     pub fn reload_handle(&self) -> Arc<Notify> {
         self.reload.clone()
@@ -125,6 +135,17 @@ impl Server {
         let tracker = TaskTracker::new();
         let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
         let (commit_tx, commit_rx) = mpsc::channel::<Pending>(QUEUE);
+        // Boot profiles follow the store like reservations do; decisions
+        // read them from memory.
+        if let Some(boot) = core.boot().cloned() {
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                tokio::select! {
+                    _ = boot.watch(WATCH_EVERY) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
         let pinger = if cfg.ping_check {
             match Pinger::open() {
                 Ok(p) => Some(p),

@@ -635,3 +635,91 @@ proptest! {
         }
     }
 }
+
+/// Network boot (labnet-pxe): a boot client's replies carry the decision in
+/// `siaddr`, `file` and options 60/66/67 even though it did not ask for 66/67;
+/// other clients' replies carry none of it.
+#[test]
+fn boot_clients_get_next_server_and_boot_file() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = rt.block_on(labnet_store::open(&url)).expect("store");
+    let pxe = Config::parse(
+        "[store]\nurl = \"sqlite:///tmp/unused.db\"\n[pxe]\ntftp_server = \"10.77.0.1\"\n",
+        "test",
+    )
+    .expect("config")
+    .pxe
+    .expect("pxe");
+    let files = rt
+        .block_on(labnet_pxe::BootFiles::load(store, pxe))
+        .expect("boot files");
+    let mut s = server("");
+    s.set_boot(Arc::new(files));
+
+    let boot = |r: &Reply| {
+        let o = r.msg.opts();
+        (
+            r.msg.siaddr(),
+            // `file` is NUL-padded on the wire.
+            r.msg
+                .fname_str()
+                .and_then(Result::ok)
+                .map(|f| f.trim_end_matches('\0').to_owned()),
+            o.get(OptionCode::TFTPServerName).cloned(),
+            o.get(OptionCode::BootfileName).cloned(),
+            o.get(OptionCode::ClassIdentifier).cloned(),
+        )
+    };
+    // OVMF's own PXE client: x64 UEFI, no user class.
+    let firmware = with(
+        with(
+            msg(MessageType::Discover, 1),
+            DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003000".to_vec()),
+        ),
+        DhcpOption::ClientSystemArchitecture(7.into()),
+    );
+    let offer = reply_of(s.handle(&firmware, &direct(), T0));
+    // The boot fields survive encoding.
+    let bytes = offer.msg.to_vec().expect("encode");
+    let decoded = Message::decode(&mut Decoder::new(&bytes)).expect("decode");
+    let offer = Reply {
+        msg: decoded,
+        to: offer.to,
+    };
+    assert_eq!(
+        boot(&offer),
+        (
+            SERVER,
+            Some("ipxe.efi".into()),
+            Some(DhcpOption::TFTPServerName(b"10.77.0.1".to_vec())),
+            Some(DhcpOption::BootfileName(b"ipxe.efi".to_vec())),
+            // No PXEClient echo: EDK2 would then ask port 4011 for the file.
+            None,
+        )
+    );
+    // The same machine once ipxe.efi runs: the script, in the ACK too.
+    let ipxe = with(firmware.clone(), DhcpOption::UserClass(b"iPXE".to_vec()));
+    let offer = reply_of(s.handle(&ipxe, &direct(), T0));
+    assert_eq!(boot(&offer).1.as_deref(), Some("boot.ipxe"));
+    let req = with(
+        with(
+            with(ipxe, DhcpOption::MessageType(MessageType::Request)),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        DhcpOption::RequestedIpAddress(offer.msg.yiaddr()),
+    );
+    let ack = reply_of(s.handle(&req, &direct(), T0));
+    assert_eq!(kind(&ack), MessageType::Ack);
+    assert_eq!(boot(&ack).1.as_deref(), Some("boot.ipxe"));
+    // An ordinary client gets none of it.
+    let plain = reply_of(s.handle(&msg(MessageType::Discover, 2), &direct(), T0));
+    assert_eq!(
+        boot(&plain),
+        (Ipv4Addr::UNSPECIFIED, None, None, None, None)
+    );
+}

@@ -17,6 +17,7 @@
 
 mod error;
 mod leases;
+mod profiles;
 mod reservations;
 mod sqlite;
 mod zones;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
+pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
 pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};
@@ -43,6 +45,8 @@ pub enum Topic {
     Reservations,
     /// Zones and records (dnsd reloads its view).
     Zones,
+    /// Boot profiles and host→profile assignments without a reservation.
+    Profiles,
 }
 
 impl Topic {
@@ -52,13 +56,14 @@ impl Topic {
             Topic::LeaseAdmin => "lease_admin",
             Topic::Reservations => "reservations",
             Topic::Zones => "zones",
+            Topic::Profiles => "profiles",
         }
     }
 }
 
 /// Everything a daemon needs from the store.
 #[async_trait::async_trait]
-pub trait Store: LeaseStore + ReservationStore + ZoneStore + Send + Sync {
+pub trait Store: LeaseStore + ReservationStore + ZoneStore + ProfileStore + Send + Sync {
     /// The counter for `topic`; it moves whenever data under it changes.
     async fn generation(&self, topic: Topic) -> Result<i64>;
 }

@@ -170,3 +170,105 @@ async fn zones_import_add_remove_move_serial_and_generation() {
     assert!(serial_newer(1, u32::MAX));
     assert!(!serial_newer(u32::MAX, 1));
 }
+
+fn profile(name: &str, cmdline: &str) -> BootProfile {
+    BootProfile {
+        name: name.into(),
+        kernel: "vmlinuz".into(),
+        initrd: Some("initrd.img".into()),
+        cmdline: cmdline.into(),
+        bios_loader: None,
+        uefi_loader: None,
+        uefi32_loader: None,
+    }
+}
+
+#[tokio::test]
+async fn profiles_add_replace_remove_bump_generation() {
+    let (_d, s) = temp_store().await;
+    let g0 = s.generation(Topic::Profiles).await.expect("gen");
+    s.put_profile(&profile("rescue", "quiet"), false)
+        .await
+        .expect("add");
+    assert!(matches!(
+        s.put_profile(&profile("rescue", "other"), false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.put_profile(&profile("rescue", "loud"), true)
+        .await
+        .expect("replace");
+    assert_eq!(
+        s.profiles().await.expect("list"),
+        vec![profile("rescue", "loud")]
+    );
+    assert_eq!(s.generation(Topic::Profiles).await.expect("gen"), g0 + 2);
+    assert!(s.remove_profile("rescue").await.expect("remove"));
+    assert!(!s.remove_profile("rescue").await.expect("remove"));
+    assert!(s.profiles().await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn assign_goes_to_the_reservation_when_there_is_one() {
+    let (_d, s) = temp_store().await;
+    s.put_profile(&profile("a", ""), false).await.expect("add");
+    s.put_profile(&profile("b", ""), false).await.expect("add");
+    assert!(matches!(
+        s.assign_profile("52:54:00:00:00:01", "nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // No reservation: the host mapping holds it.
+    assert_eq!(
+        s.assign_profile("52:54:00:00:00:01", "a")
+            .await
+            .expect("assign"),
+        Assignment::Host
+    );
+    assert_eq!(
+        s.host_profiles().await.expect("hosts"),
+        vec![HostProfile {
+            mac: "52:54:00:00:00:01".into(),
+            profile: "a".into()
+        }]
+    );
+    // An assigned profile cannot be removed.
+    assert!(matches!(
+        s.remove_profile("a").await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Once the host has a reservation, assigning writes there and drops the
+    // stale mapping.
+    s.add_reservation(&Reservation {
+        key: ReservationKey::Mac("52:54:00:00:00:01".into()),
+        ip: "10.0.0.9".parse().expect("ip"),
+        hostname: None,
+        profile: None,
+    })
+    .await
+    .expect("reserve");
+    let r0 = s.generation(Topic::Reservations).await.expect("gen");
+    assert_eq!(
+        s.assign_profile("52:54:00:00:00:01", "b")
+            .await
+            .expect("assign"),
+        Assignment::Reservation
+    );
+    assert_eq!(
+        s.generation(Topic::Reservations).await.expect("gen"),
+        r0 + 1
+    );
+    assert!(s.host_profiles().await.expect("hosts").is_empty());
+    assert_eq!(
+        s.reservations().await.expect("list")[0].profile.as_deref(),
+        Some("b")
+    );
+    assert!(s
+        .unassign_profile("52:54:00:00:00:01")
+        .await
+        .expect("unassign"));
+    assert!(!s
+        .unassign_profile("52:54:00:00:00:01")
+        .await
+        .expect("unassign"));
+    assert_eq!(s.reservations().await.expect("list")[0].profile, None);
+    assert!(s.remove_profile("b").await.expect("remove"));
+}

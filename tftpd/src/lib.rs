@@ -30,6 +30,7 @@ pub mod error;
 pub mod files;
 pub mod mtu;
 pub mod packet;
+mod pxe;
 pub mod server;
 pub mod transfer;
 

@@ -57,7 +57,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(async move {
-        let server = labnet_tftpd::Server::bind(&tftp, None)?;
+        // With a [pxe] section, pxelinux configs and iPXE scripts are
+        // rendered from the boot profiles in the store.
+        let files: Option<std::sync::Arc<dyn labnet_tftpd::VirtualFiles>> = match config.pxe {
+            Some(pxe) => {
+                let store = labnet_store::open(&config.store.url)
+                    .await
+                    .with_context(|| format!("opening the store {}", config.store.url))?;
+                let files = labnet_pxe::BootFiles::load(store, pxe)
+                    .await
+                    .context("loading boot profiles")?;
+                Some(std::sync::Arc::new(files))
+            }
+            None => None,
+        };
+        let server = labnet_tftpd::Server::bind(&tftp, files)?;
         let shutdown = CancellationToken::new();
         let sd = shutdown.clone();
         tokio::spawn(async move {

@@ -1,0 +1,199 @@
+//! [`BootFiles`]: the profile book kept fresh from the store, for dhcpd's
+//! decisions and tftpd's generated files.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use labnet_config::PxeConfig;
+use labnet_store::{Store, Topic};
+
+use crate::{
+    decide, generated_file, BootDecision, BootRequest, GeneratedPath, ProfileBook, PxeError,
+};
+
+/// The generations a book was loaded at: (profiles, reservations).
+type Seen = (i64, i64);
+
+/// Boot profiles and assignments in memory, reloaded when the store's
+/// `profiles` or `reservations` generation moves.
+///
+/// Hot paths read [`BootFiles::current`] without touching the store
+/// (dhcpd's decisions); [`BootFiles::refresh`] costs two one-row reads when
+/// nothing moved. tftpd refreshes before each generated file it serves, so
+/// a `labnetctl` change is in the very next file; dhcpd runs
+/// [`BootFiles::watch`] beside its loop.
+pub struct BootFiles {
+    store: Arc<dyn Store>,
+    cfg: PxeConfig,
+    book: RwLock<Arc<ProfileBook>>,
+    /// Also serialises reloads, so a burst of requests loads once.
+    seen: tokio::sync::Mutex<Option<Seen>>,
+}
+
+impl BootFiles {
+    /// Load the book from `store`.
+    pub async fn load(store: Arc<dyn Store>, cfg: PxeConfig) -> Result<BootFiles, PxeError> {
+        let files = BootFiles {
+            store,
+            cfg,
+            book: RwLock::new(Arc::new(ProfileBook::default())),
+            seen: tokio::sync::Mutex::new(None),
+        };
+        files.refresh().await?;
+        Ok(files)
+    }
+
+    pub fn config(&self) -> &PxeConfig {
+        &self.cfg
+    }
+
+    /// The book as last loaded; no I/O.
+    pub fn current(&self) -> Arc<ProfileBook> {
+        match self.book.read() {
+            Ok(b) => b.clone(),
+            // A panic while holding the lock only ever happened around a
+            // pointer swap; the value is whole.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reload the book if the store changed since it was loaded.
+    pub async fn refresh(&self) -> Result<Arc<ProfileBook>, PxeError> {
+        let mut seen = self.seen.lock().await;
+        // Read the counters before the data: a write landing in between
+        // moves them again and the next refresh reloads.
+        let now: Seen = (
+            self.store.generation(Topic::Profiles).await?,
+            self.store.generation(Topic::Reservations).await?,
+        );
+        if *seen == Some(now) {
+            return Ok(self.current());
+        }
+        let book = Arc::new(ProfileBook::new(
+            self.store.profiles().await?,
+            &self.store.reservations().await?,
+            &self.store.host_profiles().await?,
+            self.cfg.default_profile.clone(),
+        ));
+        if let Some(name) = &self.cfg.default_profile {
+            if book.default_profile().is_none() {
+                tracing::warn!(profile = %name, "[pxe] default_profile is not in the store (labnetctl profiles add)");
+            }
+        }
+        tracing::debug!(
+            profiles_gen = now.0,
+            reservations_gen = now.1,
+            "boot profiles loaded"
+        );
+        match self.book.write() {
+            Ok(mut b) => *b = book.clone(),
+            Err(poisoned) => *poisoned.into_inner() = book.clone(),
+        }
+        *seen = Some(now);
+        Ok(book)
+    }
+
+    /// Refresh every `every`, forever (until the caller drops the future).
+    /// A failed refresh is logged and the last book kept.
+    pub async fn watch(&self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "cannot reload boot profiles; keeping the last ones");
+            }
+        }
+    }
+
+    /// The boot decision for a request from the host `mac`
+    /// (`aa:bb:cc:dd:ee:ff`), from the current book; no I/O.
+    pub fn decide(&self, req: &BootRequest, mac: &str) -> Option<BootDecision> {
+        let book = self.current();
+        decide(req, &self.cfg, book.profile_for(mac))
+    }
+
+    /// The generated file at `path`, or `None` if `path` is not one labnet
+    /// generates (or the host has no profile). Paths that cannot be ours are
+    /// answered without touching the store.
+    pub async fn file(&self, path: &str) -> Option<Vec<u8>> {
+        GeneratedPath::parse(path, &self.cfg)?;
+        let book = match self.refresh().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload boot profiles; serving the last ones");
+                self.current()
+            }
+        };
+        generated_file(&book, &self.cfg, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labnet_store::BootProfile;
+    use std::net::Ipv4Addr;
+
+    fn cfg() -> PxeConfig {
+        PxeConfig {
+            tftp_server: Ipv4Addr::new(10, 77, 0, 1),
+            bios_boot_file: "pxelinux.0".into(),
+            uefi_boot_file: "ipxe.efi".into(),
+            uefi32_boot_file: "ipxe-i386.efi".into(),
+            ipxe_script: "boot.ipxe".into(),
+            default_profile: Some("rescue".into()),
+            http_boot_url: None,
+        }
+    }
+
+    fn profile(name: &str, cmdline: &str) -> BootProfile {
+        BootProfile {
+            name: name.into(),
+            kernel: "vmlinuz".into(),
+            initrd: Some("initrd.img".into()),
+            cmdline: cmdline.into(),
+            bios_loader: None,
+            uefi_loader: None,
+            uefi32_loader: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_change_is_in_the_next_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = labnet_store::open(&url).await.expect("open");
+        let files = BootFiles::load(store.clone(), cfg()).await.expect("load");
+        let host = "pxelinux.cfg/01-52-54-00-00-00-01";
+        assert_eq!(files.file(host).await, None, "no profiles yet");
+
+        store
+            .put_profile(&profile("rescue", "one"), false)
+            .await
+            .expect("add");
+        let text = files.file(host).await.expect("default profile");
+        assert!(String::from_utf8_lossy(&text).contains("APPEND one"));
+
+        store
+            .put_profile(&profile("other", "two"), false)
+            .await
+            .expect("add");
+        store
+            .assign_profile("52:54:00:00:00:01", "other")
+            .await
+            .expect("assign");
+        let text = files.file(host).await.expect("assigned profile");
+        assert!(String::from_utf8_lossy(&text).contains("APPEND two"));
+        // The decision reads the same book.
+        assert_eq!(
+            files
+                .current()
+                .profile_for("52:54:00:00:00:01")
+                .map(|p| p.cmdline.as_str()),
+            Some("two")
+        );
+        // Not ours: no store access needed, nothing served.
+        assert_eq!(files.file("vmlinuz").await, None);
+    }
+}
