@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lab, end to end, on this machine: a network namespace `labnet-lab` with
 # a bridge br0 = 10.77.0.1/24, labnet's daemons serving it from the embedded
-# SQLite store with dist/labnet.toml exactly as shipped, and a client on the
-# bridge that gets its address from labnet-dhcpd.
+# SQLite store with dist/labnet.toml exactly as shipped; a bare QEMU VM that
+# PXE-boots from labnet alone (DHCP, pxelinux over TFTP, kernel, initramfs)
+# and whose name then resolves through labnet-dnsd; and a udhcpc client.
 #
 #   sudo scripts/lab.sh          # set up, run, show what happened, tear down
 #   KEEP=1 sudo scripts/lab.sh   # leave the lab running (stop: scripts/lab.sh stop)
@@ -26,7 +27,7 @@ stop() {
     sleep 0.5
     ip netns del "$NS" 2>/dev/null || true
   fi
-  ip netns del "$NS-vm1" 2>/dev/null || true
+  ip netns del "$NS-vm2" 2>/dev/null || true
 }
 if [ "${1:-}" = stop ]; then stop; exit 0; fi
 
@@ -57,19 +58,44 @@ start() { # name
   done
   echo "$1 did not start:" >&2; cat "$RUN/$1.log" >&2; exit 1
 }
-echo "== daemons"
+echo "== boot files: loaders, a Debian kernel and a busybox initramfs into /srv/tftp"
+scripts/pxe-assets.sh /var/cache/labnet-lab >/dev/null
 mkdir -p /srv/tftp
+cp -a /var/cache/labnet-lab/tftp/. /srv/tftp/
+echo "== boot profile 'rescue' and a reservation for vm1 (52:54:00:77:00:10)"
+"$BIN/labnetctl" --config "$CONFIG" profiles remove rescue >/dev/null 2>&1 || true
+"$BIN/labnetctl" --config "$CONFIG" reservations remove 52:54:00:77:00:10 >/dev/null 2>&1 || true
+"$BIN/labnetctl" --config "$CONFIG" profiles add rescue --kernel vmlinuz --initrd initrd.img \
+  --cmdline "console=ttyS0 panic=-1 labnet=rescue"
+"$BIN/labnetctl" --config "$CONFIG" reservations add 52:54:00:77:00:10 10.77.0.10 \
+  --hostname vm1 --profile rescue
+
+echo "== daemons"
 start labnet-dhcpd
 start labnet-dnsd
 start labnet-tftpd
 
-echo "== a client on the bridge: udhcpc, hostname vm1"
-ip netns add "$NS-vm1"
-ip link add vm1 netns "$NS" type veth peer name eth0 netns "$NS-vm1"
-ip -n "$NS" link set vm1 master br0
-ip -n "$NS" link set vm1 up
-ip -n "$NS-vm1" link set lo up
-ip -n "$NS-vm1" link set eth0 address 52:54:00:77:00:01 up
+echo "== vm1: a bare QEMU VM (BIOS, TCG) PXE-boots from labnet alone"
+ip -n "$NS" tuntap add dev tap0 mode tap
+ip -n "$NS" link set tap0 master br0
+ip -n "$NS" link set tap0 up
+T0=$(date +%s)
+timeout 300 ip netns exec "$NS" qemu-system-x86_64 -accel tcg -m 512 -nographic -monitor none \
+  -no-reboot -boot n -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
+  -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:10 </dev/null >"$RUN/vm1.serial" 2>&1 || true
+if ! grep -q LABNET-BOOT-OK "$RUN/vm1.serial"; then
+  echo "lab.sh: vm1 did not boot; serial log:" >&2; tail -30 "$RUN/vm1.serial" >&2; exit 1
+fi
+echo "   vm1 booted in $(( $(date +%s) - T0 )) s; its kernel said:"
+grep -A1 LABNET-BOOT-OK "$RUN/vm1.serial" | sed 's/^/     /'
+
+echo "== a client on the bridge: udhcpc, hostname vm2"
+ip netns add "$NS-vm2"
+ip link add vm2 netns "$NS" type veth peer name eth0 netns "$NS-vm2"
+ip -n "$NS" link set vm2 master br0
+ip -n "$NS" link set vm2 up
+ip -n "$NS-vm2" link set lo up
+ip -n "$NS-vm2" link set eth0 address 52:54:00:77:00:02 up
 cat >"$RUN/udhcpc.script" <<'EOF'
 #!/bin/sh
 case "$1" in
@@ -79,12 +105,12 @@ esac
 exit 0
 EOF
 chmod +x "$RUN/udhcpc.script"
-ip netns exec "$NS-vm1" udhcpc -q -f -i eth0 -s "$RUN/udhcpc.script" -x hostname:vm1 -t 10 -T 1 -n
+ip netns exec "$NS-vm2" udhcpc -q -f -i eth0 -s "$RUN/udhcpc.script" -x hostname:vm2 -t 10 -T 1 -n
 
 echo "== leases in the store"
 "$BIN/labnetctl" --config "$CONFIG" leases list
 
-echo "== names from the lease, through labnet-dnsd"
+echo "== vm1's name and its PTR, from its lease, through labnet-dnsd"
 for _ in $(seq 20); do
   ip netns exec "$NS" dig +short @10.77.0.1 vm1.lab.test A | grep -q . && break
   sleep 0.2
