@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SERVER_CMD for ../shared/bench/dhcp-peers.sh: writes a labnet config from the
 # BENCH_* variables the script provides and runs the release labnet-dhcpd.
-#   SERVER_NAME=labnet SERVER_CMD="$PWD/bench/labnet-dhcpd.sh" SERVERS= dhcp-peers.sh
+#   SERVER_NAME=labnet SERVER_CMD="$PWD/scripts/bench-dhcpd.sh" /work/shared/bench/dhcp-peers.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cfg=$BENCH_STATE_DIR/labnet.toml
