@@ -1,4 +1,5 @@
-//! `labnet-dhcpd --config PATH [--check-config]`
+//! `labnet-dhcpd --config PATH [--check-config]`: flags, logs, signals and
+//! readiness; the server itself is the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use labnet_config::Config;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "labnet-dhcpd", version, about = "labnet's DHCPv4 server")]
@@ -21,27 +20,24 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match Config::load(&args.config) {
+    let config = match Config::load(&args.config).and_then(|c| {
+        c.require_dhcp("labnet-dhcpd")?;
+        Ok(c)
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("labnet-dhcpd: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = config.require_dhcp("labnet-dhcpd") {
-        eprintln!("labnet-dhcpd: {e}");
-        return ExitCode::from(2);
-    }
     if args.check_config {
         println!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    labnet_daemon::init_logging();
+    // One thread serves the sockets (sqlx keeps its own for SQLite): with
+    // the core behind a mutex held per packet, more workers only add
+    // hand-offs between threads.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -68,30 +64,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the store {}", config.store.url))?;
     let mut server = labnet_dhcpd::Server::bind(dhcp, store).await?;
-    if let Some(pxe) = config.pxe.clone() {
-        server = server.with_pxe(pxe).await?;
+    // With a [pxe] section, boot clients get their loader or iPXE script.
+    if let Some(pxe) = &config.pxe {
+        server = server
+            .with_pxe(pxe.clone())
+            .await
+            .context("loading boot profiles")?;
     }
-    let shutdown = CancellationToken::new();
-    let reload = server.reload_handle();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading reservations and leases from the store");
-                    reload.notify_one();
-                }
-            }
-        }
-        tracing::info!("stopping");
-        stop.cancel();
-    });
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let shutdown = labnet_daemon::stop_on_signals(Some(server.reload_handle()))?;
+    labnet_daemon::ready();
     server.run(shutdown).await?;
+    labnet_daemon::stopping();
     Ok(())
 }

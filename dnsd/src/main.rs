@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use labnet_config::Config;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "labnet-dnsd", version, about = "labnet's DNS server")]
@@ -21,15 +19,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-                // sqlx logs every statement at debug; the poller runs four a second.
-                .add_directive("sqlx=warn".parse().expect("static directive")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = match Config::load(&args.config).and_then(|c| {
         c.require_dns("labnet-dnsd")?;
         Ok(c)
@@ -44,6 +33,7 @@ fn main() -> ExitCode {
         println!("{}: ok", config.path.display());
         return ExitCode::SUCCESS;
     }
+    labnet_daemon::init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -67,26 +57,7 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = labnet_store::open(&config.store.url).await?;
     let server = labnet_dnsd::Server::new(config, store);
-    let reload = server.reload_trigger();
-    let shutdown = CancellationToken::new();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading from the store");
-                    reload.notify_one();
-                }
-            }
-        }
-        tracing::info!("stopping");
-        stop.cancel();
-    });
+    let shutdown = labnet_daemon::stop_on_signals(Some(server.reload_trigger()))?;
     server.run(shutdown).await?;
     Ok(())
 }

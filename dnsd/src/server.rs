@@ -182,10 +182,10 @@ impl Server {
             shutdown.clone(),
         ));
         tracing::info!(addrs = ?addrs, zones = serials0.len(), "serving");
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        labnet_daemon::ready();
 
         shutdown.cancelled().await;
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        labnet_daemon::stopping();
         tracker.close();
         if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
             tracing::warn!("tasks did not stop in time");

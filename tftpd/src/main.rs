@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use labnet_config::Config;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::error;
 
 #[derive(Parser)]
 #[command(name = "labnet-tftpd", version, about = "labnet's TFTP server")]
@@ -23,15 +22,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    labnet_daemon::init_logging();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -72,34 +63,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             None => None,
         };
         let server = labnet_tftpd::Server::bind(&tftp, files)?;
-        let shutdown = CancellationToken::new();
-        let sd = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            info!("signal received, stopping");
-            sd.cancel();
-        });
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        // Generated files follow the store on their own: SIGHUP has nothing to reload.
+        let shutdown = labnet_daemon::stop_on_signals(None)?;
+        labnet_daemon::ready();
         server.serve(shutdown).await?;
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        labnet_daemon::stopping();
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
