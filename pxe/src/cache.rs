@@ -132,32 +132,7 @@ impl BootFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use labnet_store::BootProfile;
-    use std::net::Ipv4Addr;
-
-    fn cfg() -> PxeConfig {
-        PxeConfig {
-            tftp_server: Ipv4Addr::new(10, 77, 0, 1),
-            bios_boot_file: "pxelinux.0".into(),
-            uefi_boot_file: "ipxe.efi".into(),
-            uefi32_boot_file: "ipxe-i386.efi".into(),
-            ipxe_script: "boot.ipxe".into(),
-            default_profile: Some("rescue".into()),
-            http_boot_url: None,
-        }
-    }
-
-    fn profile(name: &str, cmdline: &str) -> BootProfile {
-        BootProfile {
-            name: name.into(),
-            kernel: "vmlinuz".into(),
-            initrd: Some("initrd.img".into()),
-            cmdline: cmdline.into(),
-            bios_loader: None,
-            uefi_loader: None,
-            uefi32_loader: None,
-        }
-    }
+    use crate::testutil::{cfg, profile};
 
     #[tokio::test]
     async fn a_store_change_is_in_the_next_file() {

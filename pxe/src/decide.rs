@@ -228,18 +228,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg() -> PxeConfig {
-        PxeConfig {
-            tftp_server: Ipv4Addr::new(10, 77, 0, 1),
-            bios_boot_file: "pxelinux.0".into(),
-            uefi_boot_file: "ipxe.efi".into(),
-            uefi32_boot_file: "ipxe-i386.efi".into(),
-            ipxe_script: "boot.ipxe".into(),
-            default_profile: Some("rescue".into()),
-            http_boot_url: None,
-        }
-    }
+    use crate::testutil::cfg;
 
     fn pxe(arch: u16) -> BootRequest {
         BootRequest {

@@ -23,6 +23,8 @@ mod book;
 mod cache;
 mod decide;
 mod render;
+#[cfg(test)]
+mod testutil;
 
 pub use book::ProfileBook;
 pub use cache::BootFiles;

@@ -219,32 +219,9 @@ pub fn generated_file(book: &ProfileBook, cfg: &PxeConfig, path: &str) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{cfg, profile};
     use labnet_store::{HostProfile, Reservation, ReservationKey};
     use std::net::Ipv4Addr;
-
-    fn cfg() -> PxeConfig {
-        PxeConfig {
-            tftp_server: Ipv4Addr::new(10, 77, 0, 1),
-            bios_boot_file: "pxelinux.0".into(),
-            uefi_boot_file: "ipxe.efi".into(),
-            uefi32_boot_file: "ipxe-i386.efi".into(),
-            ipxe_script: "boot.ipxe".into(),
-            default_profile: Some("rescue".into()),
-            http_boot_url: None,
-        }
-    }
-
-    fn profile(name: &str, cmdline: &str) -> BootProfile {
-        BootProfile {
-            name: name.into(),
-            kernel: "vmlinuz".into(),
-            initrd: Some("initrd.img".into()),
-            cmdline: cmdline.into(),
-            bios_loader: None,
-            uefi_loader: None,
-            uefi32_loader: None,
-        }
-    }
 
     fn book() -> ProfileBook {
         ProfileBook::new(
