@@ -427,6 +427,29 @@ fn reservation_added_at_runtime_is_honoured() {
     assert_eq!(lab.lease_for(mac).expect("stored")["hostname"], "pinned");
 }
 
+#[test]
+fn an_address_that_answers_ping_is_not_offered() {
+    require_tools("udhcpc", &["udhcpc"]);
+    let mut lab = Lab::new("png", "ping_check = true\nping_timeout = \"1s\"");
+    lab.start();
+    // A squatter uses the pool's first address without a lease.
+    let squatter = lab.client("png0", "52:54:00:00:dd:00");
+    squatter.ip(&["addr", "add", "10.77.0.100/24", "dev", "eth0"]);
+    let c = lab.client("png1", "52:54:00:00:dd:01");
+    let u = Udhcpc::start(&lab, &c, "p1", &[]);
+    let env = u.env("bound");
+    assert_ne!(
+        env["ip"], "10.77.0.100",
+        "the squatter's address was offered"
+    );
+    assert!(env["ip"].starts_with("10.77.0.1"), "{}", env["ip"]);
+    let log = lab.daemon().log_text();
+    assert!(
+        log.contains("address answered a ping but has no lease"),
+        "the ping check found the squatter:\n{log}"
+    );
+}
+
 // ---------------------------------------------------------------- relays
 
 #[test]
