@@ -63,9 +63,9 @@ scripts/pxe-assets.sh /var/cache/labnet-lab >/dev/null
 mkdir -p /srv/tftp
 cp -a /var/cache/labnet-lab/tftp/. /srv/tftp/
 echo "== boot profile 'rescue' and a reservation for vm1 (52:54:00:77:00:10)"
-"$BIN/labnetctl" --config "$CONFIG" profiles remove rescue >/dev/null 2>&1 || true
+# The store outlives the lab: a second run replaces what the first one made.
 "$BIN/labnetctl" --config "$CONFIG" reservations remove 52:54:00:77:00:10 >/dev/null 2>&1 || true
-"$BIN/labnetctl" --config "$CONFIG" profiles add rescue --kernel vmlinuz --initrd initrd.img \
+"$BIN/labnetctl" --config "$CONFIG" profiles add rescue --replace --kernel vmlinuz --initrd initrd.img \
   --cmdline "console=ttyS0 panic=-1 labnet=rescue"
 "$BIN/labnetctl" --config "$CONFIG" reservations add 52:54:00:77:00:10 10.77.0.10 \
   --hostname vm1 --profile rescue
