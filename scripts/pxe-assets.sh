@@ -32,7 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The versioned kernel package the `linux-image-amd64` metapackage points at.
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kpkg=$(kernel_pkg)
+# A machine whose package lists were cleaned knows no kernel package yet.
+[ -n "$kpkg" ] || { apt-get update -qq && kpkg=$(kernel_pkg); }
 [ -n "$kpkg" ] || { echo "pxe-assets: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
 busybox_ver=$(dpkg-query -W -f='${Version}' busybox-static)
 # Bump the recipe number whenever this script changes what it builds.
