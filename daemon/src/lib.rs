@@ -1,20 +1,81 @@
 //! `labnet-daemon`: the parts of `main` that labnet-dhcpd, labnet-dnsd and
-//! labnet-tftpd share, so the three behave alike under systemd:
-//! logs to stderr with `RUST_LOG` filtering (plain text unless stderr is a
+//! labnet-tftpd share, so the three behave alike under systemd: the same
+//! flags (`--config PATH`, `--check-config`), a bad config refused with exit
+//! code 2 and its line and key, logs to stderr with `RUST_LOG` filtering (plain text unless stderr is a
 //! terminal, so journald gets no colour codes), SIGTERM/SIGINT stop the
 //! daemon through one `CancellationToken`, SIGHUP asks for a reload, and
 //! `sd_notify` says READY once the sockets are bound.
 
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use labnet_config::{Config, ConfigError};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// The flags every daemon takes.
+#[derive(Parser)]
+struct Args {
+    /// The labnet config file; the daemon uses its own section.
+    #[arg(long, short, default_value = "/etc/labnet/labnet.toml")]
+    config: PathBuf,
+    /// Validate the config file and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Parse the flags, load the config and check that `require` finds the
+/// daemon's section. `Ok` means: serve with this config (logging is
+/// installed). `Err` carries the exit code: 2 for a refused config, 0 after
+/// `--check-config`.
+pub fn start(
+    name: &'static str,
+    about: &'static str,
+    require: impl Fn(&Config) -> Result<(), ConfigError>,
+) -> Result<Config, ExitCode> {
+    let matches = Args::command()
+        .name(name)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let config = match Config::load(&args.config).and_then(|c| require(&c).map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return Err(ExitCode::SUCCESS);
+    }
+    init_logging();
+    Ok(config)
+}
+
+/// The exit code for how `serve` ended; an error is logged and printed
+/// with its causes (`{:#}`).
+pub fn finish<E: Display>(name: &str, result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Install the tracing subscriber: `RUST_LOG`, else `info`. sqlx logs every
 /// statement at debug, and the daemons poll the store several times a
 /// second, so it is held at `warn` unless `RUST_LOG` names it.
-pub fn init_logging() {
+fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let filter = match std::env::var("RUST_LOG") {

@@ -1,65 +1,33 @@
-//! `labnet-dhcpd --config PATH [--check-config]`: flags, logs, signals and
-//! readiness; the server itself is the library.
+//! `labnet-dhcpd --config PATH [--check-config]`: the shared daemon start
+//! (flags, config, logs, signals, readiness); the server is the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use labnet_config::Config;
 
-#[derive(Parser)]
-#[command(name = "labnet-dhcpd", version, about = "labnet's DHCPv4 server")]
-struct Args {
-    #[arg(long, short, default_value = "/etc/labnet/labnet.toml")]
-    config: PathBuf,
-    /// Validate the config file and exit.
-    #[arg(long)]
-    check_config: bool,
-}
+const NAME: &str = "labnet-dhcpd";
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match Config::load(&args.config).and_then(|c| {
-        c.require_dhcp("labnet-dhcpd")?;
-        Ok(c)
+    let config = match labnet_daemon::start(NAME, "labnet's DHCPv4 server", |c| {
+        c.require_dhcp(NAME).map(drop)
     }) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("labnet-dhcpd: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if args.check_config {
-        println!("{}: ok", args.config.display());
-        return ExitCode::SUCCESS;
-    }
-    labnet_daemon::init_logging();
     // One thread serves the sockets (sqlx keeps its own for SQLite): with
     // the core behind a mutex held per packet, more workers only add
     // hand-offs between threads.
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("labnet-dhcpd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(serve(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("labnet-dhcpd: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(serve(config)));
+    labnet_daemon::finish(NAME, result)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let dhcp = config.require_dhcp("labnet-dhcpd")?;
+    let dhcp = config.require_dhcp(NAME)?;
     let store = labnet_store::open(&config.store.url)
         .await
         .with_context(|| format!("opening the store {}", config.store.url))?;

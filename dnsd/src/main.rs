@@ -1,57 +1,27 @@
-//! `labnet-dnsd --config PATH [--check-config]`.
+//! `labnet-dnsd --config PATH [--check-config]`: the shared daemon start
+//! (flags, config, logs, signals); the server is the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context;
 use labnet_config::Config;
 
-#[derive(Parser)]
-#[command(name = "labnet-dnsd", version, about = "labnet's DNS server")]
-struct Args {
-    /// The labnet config file.
-    #[arg(long, short, default_value = "/etc/labnet/labnet.toml")]
-    config: PathBuf,
-    /// Validate the config and exit.
-    #[arg(long)]
-    check_config: bool,
-}
+const NAME: &str = "labnet-dnsd";
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let config = match Config::load(&args.config).and_then(|c| {
-        c.require_dns("labnet-dnsd")?;
-        Ok(c)
+    let config = match labnet_daemon::start(NAME, "labnet's DNS server", |c| {
+        c.require_dns(NAME).map(drop)
     }) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("labnet-dnsd: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if args.check_config {
-        println!("{}: ok", config.path.display());
-        return ExitCode::SUCCESS;
-    }
-    labnet_daemon::init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("labnet-dnsd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(serve(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("labnet-dnsd: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(serve(config)));
+    labnet_daemon::finish(NAME, result)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::sqlite::{bump, SqliteStore};
+use crate::sqlite::{bump, unique, SqliteStore};
 use crate::{Result, StoreError, Topic};
 
 /// What a host boots. Paths are relative to the TFTP root.
@@ -116,16 +116,7 @@ impl ProfileStore for SqliteStore {
             .bind(&p.uefi32_loader)
             .execute(&mut *tx)
             .await;
-        match res {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "a boot profile named `{}` exists already",
-                    p.name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        unique(res, || format!("a boot profile named `{}`", p.name))?;
         bump(&mut tx, Topic::Profiles).await?;
         tx.commit().await?;
         Ok(())

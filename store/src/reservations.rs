@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::sqlite::{bump, SqliteStore};
+use crate::sqlite::{bump, unique, SqliteStore};
 use crate::{Result, StoreError, Topic};
 
 /// How a reserved client is recognised.
@@ -85,16 +85,9 @@ impl ReservationStore for SqliteStore {
         .bind(&r.profile)
         .execute(&mut *tx)
         .await;
-        match res {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "a reservation for this client or for {} exists already",
-                    r.ip
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        unique(res, || {
+            format!("a reservation for this client or for {}", r.ip)
+        })?;
         bump(&mut tx, Topic::Reservations).await?;
         tx.commit().await?;
         Ok(())

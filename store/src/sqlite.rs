@@ -53,6 +53,20 @@ impl SqliteStore {
     }
 }
 
+/// A write's outcome, with a UNIQUE violation turned into a
+/// [`StoreError::Conflict`] that says `what` already exists.
+pub(crate) fn unique<T>(
+    res: std::result::Result<T, sqlx::Error>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    match res {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::Conflict(format!("{} exists already", what())))
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Bump `topic`'s counter inside the writer's transaction.
 pub(crate) async fn bump(tx: &mut Transaction<'_, Sqlite>, topic: Topic) -> Result<()> {
     sqlx::query("UPDATE generations SET gen = gen + 1 WHERE topic = ?")

@@ -24,8 +24,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("the config has no [tftp] section")]
-    NoTftpSection,
 
     #[error("file not found")]
     NotFound,
