@@ -458,6 +458,9 @@ fn bind_socket(iface: &str, port: u16) -> Result<UdpSocket, DhcpError> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(io)?;
     s.set_reuse_address(true).map_err(io)?;
     s.set_broadcast(true).map_err(io)?;
+    // Room for a burst (a relay forwarding a whole rack that powered on at
+    // once); the kernel caps this at net.core.rmem_max.
+    let _ = s.set_recv_buffer_size(1 << 20);
     s.bind_device(Some(iface.as_bytes())).map_err(io)?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
         .map_err(io)?;

@@ -502,7 +502,8 @@ fn relayed_reply_goes_back_to_the_relay_with_option_82() {
         let mut relay =
             Relay::bind(Ipv4Addr::new(10, 78, 0, 2), SERVER).expect("bind 10.78.0.2:67");
         relay.circuit_id = Some(b"sw1/port7".to_vec());
-        relay.discover([2, 0, 0, 0, 0, 1], Duration::from_secs(3))
+        // Retried like a real relay's client would, should one datagram be lost.
+        (0..3).find_map(|_| relay.discover([2, 0, 0, 0, 0, 1], Duration::from_secs(2)))
     })
     .expect("an OFFER through the relay");
     assert!(
@@ -633,7 +634,9 @@ fn malformed_packets_are_dropped_and_everyone_else_is_served() {
         for p in &junk {
             relay.send_raw(p);
         }
-        relay.dora([2, 0, 0, 0, 9, 9], SERVER, Duration::from_secs(3))
+        // Retry as a real client would: under load a datagram sent while the
+        // server is still draining the junk may be lost like any other.
+        (0..5).find_map(|_| relay.dora([2, 0, 0, 0, 9, 9], SERVER, Duration::from_secs(2)))
     });
     let ip = ip.expect("a well-formed client is still served after the junk");
     assert!(ip.octets().starts_with(&[10, 78, 1]));
