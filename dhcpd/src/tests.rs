@@ -702,7 +702,8 @@ fn boot_clients_get_next_server_and_boot_file() {
             None,
         )
     );
-    // The same machine once ipxe.efi runs: the script, in the ACK too.
+    // The same machine once ipxe.efi runs: the script, in the ACK too (no
+    // profile in the store: `ipxe_script`, the admin's own file).
     let ipxe = with(firmware.clone(), DhcpOption::UserClass(b"iPXE".to_vec()));
     let offer = reply_of(s.handle(&ipxe, &direct(), T0));
     assert_eq!(boot(&offer).1.as_deref(), Some("boot.ipxe"));

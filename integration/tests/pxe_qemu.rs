@@ -5,6 +5,11 @@
 //! (scripts/pxe-assets.sh) prints `LABNET-BOOT-OK` and its kernel command
 //! line on the serial console, then powers off.
 //!
+//! Every lab's TFTP root is a dnsmasq user's: it holds the admin's own
+//! `boot.ipxe` (booting `labnet.profile=disk`). Hosts with a profile must
+//! get their generated files anyway; a lab without profiles must boot from
+//! that file (issue 10).
+//!
 //! QEMU runs under TCG (KVM does not work on these machines), so a boot takes
 //! about half a minute of one core. Every VM takes a slot of [`VM_SLOTS`]
 //! for its lifetime, so tests running in parallel do not starve each other's
@@ -113,6 +118,37 @@ fn require_qemu() {
     }
 }
 
+/// The command line of the admin's own `boot.ipxe` in the root.
+const DISK_PROFILE: &str = "disk";
+
+/// A TFTP root as a dnsmasq lab has one: the assets plus the admin's own
+/// `boot.ipxe`, in `dir`. Hard links where the file system allows (the
+/// kernel and initramfs are tens of MB), else copies.
+fn dnsmasq_root(dir: &Path) -> PathBuf {
+    let root = dir.join("tftp");
+    std::fs::create_dir(&root).expect("mkdir tftp root");
+    for entry in std::fs::read_dir(assets()).expect("read assets") {
+        let entry = entry.expect("assets entry");
+        if !entry.file_type().expect("file type").is_file() {
+            continue;
+        }
+        let to = root.join(entry.file_name());
+        if std::fs::hard_link(entry.path(), &to).is_err() {
+            std::fs::copy(entry.path(), &to).expect("copy asset");
+        }
+    }
+    std::fs::write(
+        root.join("boot.ipxe"),
+        format!(
+            "#!ipxe\n# the admin's own script, as under dnsmasq\n\
+             kernel vmlinuz initrd=initrd.img {}\ninitrd initrd.img\nboot\n",
+            cmdline(DISK_PROFILE)
+        ),
+    )
+    .expect("write boot.ipxe");
+    root
+}
+
 /// A lab: a namespace with bridge br0 (10.77.0.1/24), a store with boot
 /// profiles, labnet-dhcpd and labnet-tftpd serving on the bridge.
 struct Lab {
@@ -132,12 +168,16 @@ fn cmdline(name: &str) -> String {
 
 impl Lab {
     /// `profiles`: boot profiles to create before the daemons start (the
-    /// first is `[pxe] default_profile`).
+    /// first is `[pxe] default_profile`; none: no default profile).
     fn start(tag: &str, profiles: &[&str]) -> Lab {
         require_qemu();
-        let root = assets();
         let dir = tempfile::tempdir().expect("tempdir");
+        let root = dnsmasq_root(dir.path());
         let config = dir.path().join("labnet.toml");
+        let default = profiles
+            .first()
+            .map(|p| format!("default_profile = \"{p}\""))
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
@@ -165,11 +205,10 @@ tftp_server = "10.77.0.1"
 bios_boot_file = "pxelinux.0"
 uefi_boot_file = "ipxe.efi"
 ipxe_script = "boot.ipxe"
-default_profile = "{default}"
+{default}
 "#,
                 db = dir.path().join("labnet.db").display(),
                 root = root.display(),
-                default = profiles.first().copied().unwrap_or("none"),
             ),
         )
         .expect("write config");
@@ -412,7 +451,8 @@ fn uefi_ipxe_rom_boots_via_the_ipxe_script() {
     assert_profile(&cmdline, "rescue");
     // iPXE's EFI build needs initrd= to pass the initramfs on.
     assert!(cmdline.contains("initrd=initrd.img"), "{cmdline}");
-    assert_eq!(lab.transfers_of("boot.ipxe"), 1, "{}", lab.logs());
+    // The host has a profile: its generated script, not the root's own.
+    assert_eq!(lab.transfers_of("boot.ipxe"), 0, "{}", lab.logs());
     assert_eq!(
         lab.transfers_of("boot-01-52-54-00-77-02-01.ipxe"),
         1,
@@ -448,7 +488,36 @@ fn uefi_firmware_pxe_chains_ipxe_once_then_the_script() {
         "ipxe.efi loaded more than once: a chainload loop?\n{}",
         lab.logs()
     );
+    assert_eq!(
+        lab.transfers_of("boot-01-52-54-00-77-03-01.ipxe"),
+        1,
+        "{}",
+        lab.logs()
+    );
+    assert_eq!(lab.transfers_of("boot.ipxe"), 0, "{}", lab.logs());
+}
+
+/// (5) A dnsmasq user's lab (issue 10): the TFTP root holds its own
+/// `boot.ipxe`, `[pxe] ipxe_script = "boot.ipxe"`, no boot profiles at all.
+/// OVMF's own PXE client gets ipxe.efi, which must then boot the file on
+/// disk, as it did under dnsmasq — no generated file is involved.
+#[test]
+fn uefi_without_profiles_boots_the_roots_own_ipxe_script() {
+    let mut lab = Lab::start("pxedisk", &[]);
+    let mut vm = lab.vm("52:54:00:77:05:01", Firmware::Uefi { own_pxe: true });
+    let (cmdline, took) = vm.wait_boot(&lab);
+    eprintln!(
+        "UEFI (firmware PXE -> ipxe.efi -> own boot.ipxe): {:.1} s",
+        took.as_secs_f64()
+    );
+    assert_profile(&cmdline, DISK_PROFILE);
+    assert_eq!(lab.transfers_of("ipxe.efi"), 1, "{}", lab.logs());
     assert_eq!(lab.transfers_of("boot.ipxe"), 1, "{}", lab.logs());
+    assert!(
+        !lab.tftpd.log_text().contains("generated file"),
+        "a generated file was served without any profile\n{}",
+        lab.logs()
+    );
 }
 
 /// (4) Two VMs with different MACs and different profiles, booting at the

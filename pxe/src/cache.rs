@@ -110,7 +110,7 @@ impl BootFiles {
     /// (`aa:bb:cc:dd:ee:ff`), from the current book; no I/O.
     pub fn decide(&self, req: &BootRequest, mac: &str) -> Option<BootDecision> {
         let book = self.current();
-        decide(req, &self.cfg, book.profile_for(mac))
+        decide(req, &self.cfg, mac, book.profile_for(mac))
     }
 
     /// The generated file at `path`, or `None` if `path` is not one labnet

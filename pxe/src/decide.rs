@@ -3,7 +3,8 @@
 //! | client (options 60, 77/175)          | arch (93)       | gets                          |
 //! |--------------------------------------|-----------------|-------------------------------|
 //! | iPXE                                 | BIOS, loader is pxelinux | the BIOS loader (pxelinux) |
-//! | iPXE                                 | any other       | the iPXE script               |
+//! | iPXE, host has a profile             | any other       | the host's generated iPXE script |
+//! | iPXE, no profile                     | any other       | `ipxe_script` (from the root) |
 //! | `PXEClient` (firmware PXE ROM)       | 0 BIOS          | BIOS loader                   |
 //! | `PXEClient`                          | 6 IA32 UEFI     | IA32 UEFI loader              |
 //! | `PXEClient`                          | 7, 9, 16 x64 UEFI | x64 UEFI loader             |
@@ -16,11 +17,19 @@
 //! iPXE loader again: that would chainload forever. On BIOS it may get
 //! pxelinux, which does no DHCP of its own, so BIOS hosts boot through their
 //! `pxelinux.cfg` whether their NIC ROM is a plain PXE ROM or iPXE.
+//!
+//! An iPXE client whose host has a profile (its own, or the default one) is
+//! named its generated script, `boot-01-<mac>.ipxe`, outright. One without
+//! a profile is named `[pxe] ipxe_script` itself, which labnet never
+//! generates: a TFTP root that already holds its own `boot.ipxe` (as every
+//! dnsmasq or netboot.xyz lab does) boots exactly as it did before labnet.
 
 use std::net::Ipv4Addr;
 
 use labnet_config::PxeConfig;
 use labnet_store::BootProfile;
+
+use crate::ipxe_host_script_path;
 
 /// Client system architecture, option 93 (RFC 4578 §2.1 and the IANA
 /// "Processor Architecture Types" registry).
@@ -188,11 +197,14 @@ fn loader<'a>(
 }
 
 /// Decide what a boot client gets; `None` when the request is not from a
-/// boot client or we have nothing for it. `profile` is the host's profile
-/// (see [`crate::ProfileBook::profile_for`]), for its loader overrides.
+/// boot client or we have nothing for it. `mac` (`aa:bb:cc:dd:ee:ff`) and
+/// `profile` are the host's hardware address and profile (see
+/// [`crate::ProfileBook::profile_for`]): the profile's loader overrides, and
+/// whether an iPXE client gets its generated script or the one on disk.
 pub fn decide(
     req: &BootRequest,
     cfg: &PxeConfig,
+    mac: &str,
     profile: Option<&BootProfile>,
 ) -> Option<BootDecision> {
     let class = req.client_class()?;
@@ -202,7 +214,10 @@ pub fn decide(
             Some(l) if arch == ClientArch::Bios && is_pxelinux(l) => {
                 (l.to_owned(), BootFileKind::Loader)
             }
-            _ => (cfg.ipxe_script.clone(), BootFileKind::IpxeScript),
+            _ => match profile {
+                Some(_) => (ipxe_host_script_path(cfg, mac), BootFileKind::IpxeScript),
+                None => (cfg.ipxe_script.clone(), BootFileKind::IpxeScript),
+            },
         },
         ClientClass::Pxe => (loader(arch, cfg, profile)?.to_owned(), BootFileKind::Loader),
         ClientClass::Http => (cfg.http_boot_url.clone()?, BootFileKind::HttpUri),
@@ -247,8 +262,10 @@ mod tests {
         }
     }
 
+    const MAC: &str = "52:54:00:ab:cd:ef";
+
     fn file(req: &BootRequest, cfg: &PxeConfig) -> Option<(String, BootFileKind)> {
-        decide(req, cfg, None).map(|d| (d.boot_file, d.kind))
+        decide(req, cfg, MAC, None).map(|d| (d.boot_file, d.kind))
     }
 
     fn loader(f: &str) -> Option<(String, BootFileKind)> {
@@ -337,29 +354,37 @@ mod tests {
             uefi32_loader: None,
         };
         let c = cfg();
-        let f = |r: &BootRequest| decide(r, &c, Some(&p)).map(|d| d.boot_file);
+        let f = |r: &BootRequest| decide(r, &c, MAC, Some(&p)).map(|d| d.boot_file);
         assert_eq!(f(&pxe(0)).as_deref(), Some("undionly.kpxe"));
         assert_eq!(f(&pxe(7)).as_deref(), Some("snponly.efi"));
         assert_eq!(f(&pxe(6)).as_deref(), Some("ipxe-i386.efi"));
-        // The override is an iPXE loader: an iPXE client gets the script.
-        assert_eq!(f(&ipxe(0)).as_deref(), Some("boot.ipxe"));
+        // The override is an iPXE loader: an iPXE client gets the host's
+        // generated script.
+        assert_eq!(
+            f(&ipxe(0)).as_deref(),
+            Some("boot-01-52-54-00-ab-cd-ef.ipxe")
+        );
+        assert_eq!(
+            f(&ipxe(7)).as_deref(),
+            Some("boot-01-52-54-00-ab-cd-ef.ipxe")
+        );
     }
 
     #[test]
     fn ordinary_dhcp_clients_get_nothing() {
         let c = cfg();
-        assert_eq!(decide(&BootRequest::default(), &c, None), None);
+        assert_eq!(decide(&BootRequest::default(), &c, MAC, None), None);
         let dhclient = BootRequest {
             vendor_class: Some(b"MSFT 5.0".to_vec()),
             ..BootRequest::default()
         };
-        assert_eq!(decide(&dhclient, &c, None), None);
+        assert_eq!(decide(&dhclient, &c, MAC, None), None);
         // A client that only says arch 0 is not a PXE client either.
         let arch_only = BootRequest {
             arch: Some(0),
             ..BootRequest::default()
         };
-        assert_eq!(decide(&arch_only, &c, None), None);
+        assert_eq!(decide(&arch_only, &c, MAC, None), None);
     }
 
     #[test]
@@ -374,17 +399,20 @@ mod tests {
 
     #[test]
     fn reply_fields_server_and_no_pxeclient_echo() {
-        let d = decide(&pxe(7), &cfg(), None).expect("decision");
+        let d = decide(&pxe(7), &cfg(), MAC, None).expect("decision");
         assert_eq!(d.next_server, Ipv4Addr::new(10, 77, 0, 1));
         assert_eq!(d.tftp_server, "10.77.0.1");
         // Echoing PXEClient would send EDK2 looking for a boot server on
         // port 4011 (a "DhcpBinl" offer).
         assert_eq!(d.vendor_class, None);
         assert_eq!(
-            decide(&ipxe(7), &cfg(), None).expect("d").vendor_class,
+            decide(&ipxe(7), &cfg(), MAC, None).expect("d").vendor_class,
             None
         );
-        assert_eq!(decide(&pxe(0), &cfg(), None).expect("d").vendor_class, None);
+        assert_eq!(
+            decide(&pxe(0), &cfg(), MAC, None).expect("d").vendor_class,
+            None
+        );
     }
 
     #[test]
@@ -394,12 +422,12 @@ mod tests {
             vendor_class: Some(b"HTTPClient:Arch:00016:UNDI:003001".to_vec()),
             ..BootRequest::default()
         };
-        assert_eq!(decide(&http, &cfg(), None), None);
+        assert_eq!(decide(&http, &cfg(), MAC, None), None);
         let c = PxeConfig {
             http_boot_url: Some("http://10.77.0.1/ipxe.efi".into()),
             ..cfg()
         };
-        let d = decide(&http, &c, None).expect("decision");
+        let d = decide(&http, &c, MAC, None).expect("decision");
         assert_eq!(d.boot_file, "http://10.77.0.1/ipxe.efi");
         assert_eq!(d.kind, BootFileKind::HttpUri);
         assert_eq!(d.vendor_class, Some("HTTPClient"));

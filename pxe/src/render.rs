@@ -7,12 +7,17 @@
 //!   with dashes); rendered from the host's profile, so pxelinux stops there
 //!   instead of walking the IP-hex names.
 //! - `pxelinux.cfg/default`: the default profile.
-//! - `[pxe] ipxe_script` (`boot.ipxe`): a stub that chains the host's own
-//!   script, `boot-01-<mac>.ipxe` next to it, naming its MAC with iPXE's
-//!   `${netX/mac:hexhyp}` (netX is the interface iPXE just configured).
-//!   Keying on the MAC the client states, rather than on its source address
-//!   looked up in the lease table, works through relays and NAT and does not
-//!   depend on the lease having reached the store before the request.
+//! - `<stem>-01-<mac>.ipxe` next to `[pxe] ipxe_script` (`boot-01-<mac>.ipxe`
+//!   for `boot.ipxe`): the host's iPXE script. labnet-dhcpd names it in the
+//!   reply to an iPXE client whose host has a profile, keyed on the MAC the
+//!   client sent, so it works through relays and does not depend on the
+//!   lease having reached the store before the TFTP request.
+//!
+//! `ipxe_script` itself is never generated: a host without a profile is
+//! handed that name and gets the file on disk, if the root has one.
+//! Likewise a host without a profile gets no `pxelinux.cfg/01-<mac>`, and
+//! without a default profile there is no generated `pxelinux.cfg/default`:
+//! pxelinux then walks on to the files in the root.
 //!
 //! pxelinux.0 is expected at the TFTP root (its `pxelinux.cfg/` is looked up
 //! next to it). Profile paths are relative to the root; the iPXE scripts
@@ -35,8 +40,6 @@ pub enum GeneratedPath {
     PxelinuxDefault,
     /// `pxelinux.cfg/01-<mac>`, with the MAC as `aa:bb:cc:dd:ee:ff`.
     PxelinuxHost(String),
-    /// `[pxe] ipxe_script`
-    IpxeStub,
     /// The per-host iPXE script, with the MAC as `aa:bb:cc:dd:ee:ff`.
     IpxeHost(String),
 }
@@ -80,9 +83,6 @@ impl GeneratedPath {
                 return Some(GeneratedPath::PxelinuxDefault);
             }
             return mac_from_dashes(name.strip_prefix("01-")?).map(GeneratedPath::PxelinuxHost);
-        }
-        if path == cfg.ipxe_script.trim_start_matches('/') {
-            return Some(GeneratedPath::IpxeStub);
         }
         let (dir, stem) = script_parts(cfg);
         let mac = path
@@ -187,21 +187,11 @@ pub fn ipxe_host_script(p: &BootProfile, script_path: &str) -> String {
     s
 }
 
-/// The script every iPXE client first gets: fetch the one for my MAC.
-pub fn ipxe_stub(cfg: &PxeConfig) -> String {
-    let (_, stem) = script_parts(cfg);
-    format!(
-        "#!ipxe\n# labnet: each host's script is named after its MAC\n\
-         chain --autofree {stem}-01-${{netX/mac:hexhyp}}.ipxe\n"
-    )
-}
-
 /// The bytes of a generated file, or `None` when `path` is not one (or the
 /// host has no profile and there is no default).
 pub fn generated_file(book: &ProfileBook, cfg: &PxeConfig, path: &str) -> Option<Vec<u8>> {
     let which = GeneratedPath::parse(path, cfg)?;
     let profile = match &which {
-        GeneratedPath::IpxeStub => return Some(ipxe_stub(cfg).into_bytes()),
         GeneratedPath::PxelinuxDefault => book.default_profile(),
         GeneratedPath::PxelinuxHost(mac) | GeneratedPath::IpxeHost(mac) => book.profile_for(mac),
     }?;
@@ -259,7 +249,6 @@ mod tests {
             p("/pxelinux.cfg/01-52-54-00-AB-cd-ef"),
             Some(GeneratedPath::PxelinuxHost("52:54:00:ab:cd:ef".into()))
         );
-        assert_eq!(p("boot.ipxe"), Some(GeneratedPath::IpxeStub));
         assert_eq!(
             p("boot-01-52-54-00-ab-cd-ef.ipxe"),
             Some(GeneratedPath::IpxeHost("52:54:00:ab:cd:ef".into()))
@@ -273,6 +262,8 @@ mod tests {
             "boot-01-52-54-00-ab-cd-zz.ipxe",
             "vmlinuz",
             "pxelinux.0",
+            // The admin's own script, served from the root.
+            "boot.ipxe",
         ] {
             assert_eq!(p(other), None, "{other}");
         }
@@ -297,10 +288,11 @@ mod tests {
     }
 
     #[test]
-    fn ipxe_stub_chains_the_host_script() {
-        let stub = text("boot.ipxe").expect("stub");
-        assert!(stub.starts_with("#!ipxe\n"));
-        assert!(stub.contains("chain --autofree boot-01-${netX/mac:hexhyp}.ipxe\n"));
+    fn ipxe_host_script_boots_the_profile() {
+        assert_eq!(
+            ipxe_host_script_path(&cfg(), "52:54:00:00:00:02"),
+            "boot-01-52-54-00-00-00-02.ipxe"
+        );
         let host = text("boot-01-52-54-00-00-00-02.ipxe").expect("host");
         assert_eq!(
             host.lines()
@@ -333,7 +325,7 @@ mod tests {
             "{host}"
         );
         assert!(host.contains("initrd ../initrd.img\n"), "{host}");
-        assert!(generated_file(&b, &c, "ipxe/boot.ipxe").is_some());
+        assert!(generated_file(&b, &c, "ipxe/boot.ipxe").is_none());
         assert!(generated_file(&b, &c, "boot-01-52-54-00-00-00-02.ipxe").is_none());
     }
 
@@ -346,8 +338,13 @@ mod tests {
             generated_file(&empty, &c, "pxelinux.cfg/01-52-54-00-00-00-01"),
             None
         );
-        // The stub is still served: it is the same for everyone.
-        assert!(generated_file(&empty, &c, "boot.ipxe").is_some());
+        assert_eq!(
+            generated_file(&empty, &c, "boot-01-52-54-00-00-00-01.ipxe"),
+            None
+        );
+        // Whatever the profiles, `ipxe_script` comes from the root.
+        assert_eq!(generated_file(&empty, &c, "boot.ipxe"), None);
+        assert_eq!(generated_file(&book(), &c, "boot.ipxe"), None);
     }
 
     #[test]
