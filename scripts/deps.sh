@@ -11,8 +11,10 @@ PACKAGES=(
   isc-dhcp-client udhcpc busybox-static kea-admin
   # DNS clients and the secondaries that AXFR from labnet
   bind9-dnsutils dnsperf nsd knot
-  # TFTP clients
+  # TFTP clients; curl also scrapes the metrics endpoints
   tftp-hpa atftp curl
+  # promtool, which checks the metrics text (its server is disabled below)
+  prometheus
   # PXE in QEMU
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf cpio
 )
@@ -28,6 +30,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The daemons these packages ship must not hold our ports during tests.
-for svc in nsd knot kea-dhcp4-server; do
+for svc in nsd knot kea-dhcp4-server prometheus; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

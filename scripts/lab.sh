@@ -5,8 +5,9 @@
 # PXE-boots from labnet alone (DHCP, pxelinux over TFTP, kernel, initramfs)
 # and whose name then resolves through labnet-dnsd; and a udhcpc client.
 #
-#   sudo scripts/lab.sh          # set up, run, show what happened, tear down
-#   KEEP=1 sudo scripts/lab.sh   # leave the lab running (stop: scripts/lab.sh stop)
+#   scripts/lab.sh          # set up, run, show what happened, tear down
+#   KEEP=1 scripts/lab.sh   # leave the lab running (stop: scripts/lab.sh stop)
+# As root, or as a user with sudo (the script re-runs itself through it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,7 +15,7 @@ NS=labnet-lab
 RUN=/run/labnet-lab
 CONFIG=$ROOT/dist/labnet.toml
 
-[ "$(id -u)" = 0 ] || { echo "lab.sh: run as root (namespaces, ports 53/67/69)" >&2; exit 1; }
+. scripts/as-root.sh
 
 stop() {
   if [ -d "$RUN" ]; then
@@ -123,7 +124,7 @@ echo "   dig -x $ip_vm1 -> ${ptr:-NOTHING}"
 [ "$ptr" = "vm1.lab.test." ] || { echo "lab.sh: no PTR for $ip_vm1" >&2; exit 1; }
 
 if [ "${KEEP:-0}" = 1 ]; then
-  echo "== the lab keeps running; stop it with: sudo scripts/lab.sh stop"
+  echo "== the lab keeps running; stop it with: scripts/lab.sh stop"
 else
   stop
   echo "== done"

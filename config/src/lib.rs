@@ -64,6 +64,7 @@ pub struct Config {
     pub tftp: Option<TftpConfig>,
     pub pxe: Option<PxeConfig>,
     pub dns: Option<DnsConfig>,
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -102,6 +103,18 @@ impl Config {
 
     pub fn require_dns(&self, daemon: &'static str) -> Result<&DnsConfig, ConfigError> {
         self.dns.as_ref().ok_or_else(|| self.missing("dns", daemon))
+    }
+
+    /// Where `daemon` (`labnet-dhcpd`, `labnet-dnsd`, `labnet-tftpd`)
+    /// serves its metrics, if anywhere.
+    pub fn metrics_listen(&self, daemon: &str) -> Option<std::net::SocketAddr> {
+        let m = self.metrics.as_ref()?;
+        match daemon.strip_prefix("labnet-").unwrap_or(daemon) {
+            "dhcpd" => m.dhcpd,
+            "dnsd" => m.dnsd,
+            "tftpd" => m.tftpd,
+            _ => None,
+        }
     }
 
     fn missing(&self, section: &'static str, daemon: &'static str) -> ConfigError {

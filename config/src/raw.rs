@@ -22,6 +22,23 @@ pub(crate) struct RawConfig {
     tftp: Option<RawTftp>,
     pxe: Option<RawPxe>,
     dns: Option<RawDns>,
+    metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`: `listen` is a table, one address per daemon, since the
+/// three are separate processes reading the same file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: RawMetricsListen,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetricsListen {
+    dhcpd: Option<Spanned<SocketAddr>>,
+    dnsd: Option<Spanned<SocketAddr>>,
+    tftpd: Option<Spanned<SocketAddr>>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +300,33 @@ impl RawConfig {
             tftp: self.tftp.map(|t| t.validate(ctx)).transpose()?,
             pxe: self.pxe.map(|p| p.validate(ctx)).transpose()?,
             dns: self.dns.map(|d| d.validate(ctx)).transpose()?,
+            metrics: self.metrics.map(|m| m.validate(ctx)).transpose()?,
+        })
+    }
+}
+
+impl RawMetrics {
+    fn validate(self, ctx: &Ctx<'_>) -> Result<MetricsConfig, ConfigError> {
+        let l = self.listen;
+        let named = [("dhcpd", &l.dhcpd), ("dnsd", &l.dnsd), ("tftpd", &l.tftpd)];
+        // Two daemons cannot both bind one address; say so before either
+        // starts, rather than let the second fail at bind.
+        for (i, (name, addr)) in named.iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            for (other, o) in &named[..i] {
+                if o.as_ref().is_some_and(|o| o.get_ref() == addr.get_ref()) {
+                    return Err(ctx.invalid(
+                        addr.span(),
+                        format!("metrics.listen.{name}"),
+                        format!("{} is already metrics.listen.{other}", addr.get_ref()),
+                    ));
+                }
+            }
+        }
+        Ok(MetricsConfig {
+            dhcpd: l.dhcpd.map(Spanned::into_inner),
+            dnsd: l.dnsd.map(Spanned::into_inner),
+            tftpd: l.tftpd.map(Spanned::into_inner),
         })
     }
 }

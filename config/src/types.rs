@@ -168,7 +168,9 @@ pub struct PxeConfig {
     pub uefi_boot_file: String,
     /// Loader for IA32 UEFI clients (arch 6).
     pub uefi32_boot_file: String,
-    /// What a client already running iPXE gets.
+    /// What a client already running iPXE gets when its host has no boot
+    /// profile: a script in the TFTP root (never generated). Hosts with a
+    /// profile get `<stem>-01-<mac>.ipxe` beside it, generated.
     pub ipxe_script: String,
     /// Boot profile for hosts that have none assigned.
     pub default_profile: Option<String>,
@@ -200,4 +202,13 @@ impl DnsConfig {
         self.secondaries.iter().any(|s| s.ip() == ip)
             || self.allow_transfer.iter().any(|n| n.contains(&ip))
     }
+}
+
+/// `[metrics]`: where each daemon serves Prometheus text (`GET /metrics`).
+/// A daemon without an address serves none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub dhcpd: Option<SocketAddr>,
+    pub dnsd: Option<SocketAddr>,
+    pub tftpd: Option<SocketAddr>,
 }

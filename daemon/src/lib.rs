@@ -4,9 +4,13 @@
 //! code 2 and its line and key, logs to stderr with `RUST_LOG` filtering (plain text unless stderr is a
 //! terminal, so journald gets no colour codes), SIGTERM/SIGINT stop the
 //! daemon through one `CancellationToken`, SIGHUP asks for a reload, and
-//! `sd_notify` says READY once the sockets are bound.
+//! `sd_notify` says READY once the sockets are bound. With `[metrics.listen]`
+//! naming the daemon, [`serve_metrics`] serves Prometheus text over HTTP
+//! (metrics-exporter-prometheus, on hyper); the daemon libraries only record
+//! through the `metrics` facade.
 
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +21,60 @@ use labnet_config::{Config, ConfigError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Why the shared start-up failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The metrics endpoint could not be set up (most often: the address is
+    /// taken or not local).
+    #[error("metrics.listen.{daemon} = {addr}: {source}")]
+    Metrics {
+        daemon: String,
+        addr: SocketAddr,
+        #[source]
+        source: metrics_exporter_prometheus::BuildError,
+    },
+}
+
+/// Histogram buckets for metrics whose name ends in `_seconds`: 100 µs to
+/// 5 s, as a store commit or a reply can take.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Buckets for metrics whose name ends in `_size` (counts of items).
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Serve `GET /metrics` (Prometheus text format) on `[metrics.listen]`'s
+/// address for `name`, if there is one, then run `describe` (the daemon's
+/// HELP texts, which only reach an installed recorder); call inside the
+/// runtime, before [`ready`]. Histograms get fixed buckets (so they sum
+/// across daemons and nodes, unlike summaries). Returns the address served.
+pub fn serve_metrics(
+    config: &Config,
+    name: &str,
+    describe: fn(),
+) -> Result<Option<SocketAddr>, DaemonError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let Some(addr) = config.metrics_listen(name) else {
+        return Ok(None);
+    };
+    let err = |source| DaemonError::Metrics {
+        daemon: name.trim_start_matches("labnet-").to_owned(),
+        addr,
+        source,
+    };
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZE_BUCKETS))
+        .map_err(err)?
+        .install()
+        .map_err(err)?;
+    describe();
+    tracing::info!(%addr, "serving metrics at /metrics");
+    Ok(Some(addr))
+}
 
 /// The flags every daemon takes.
 #[derive(Parser)]

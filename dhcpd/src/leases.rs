@@ -450,12 +450,6 @@ impl LeaseTable {
         }
     }
 
-    /// The address the client is bound to, if any.
-    pub fn binding_of(&self, client: &Client, now: i64) -> Option<Ipv4Addr> {
-        let ip = *self.by_client.get(&client.key)?;
-        self.bound(client, ip, now).map(|l| l.ip)
-    }
-
     /// RFC 2131 §4.3.4: the client gives the address up. Returns the lease
     /// row to write.
     pub fn release(&mut self, client: &Client, ip: Ipv4Addr, now: i64) -> Option<Lease> {
@@ -526,13 +520,83 @@ impl LeaseTable {
         self.subnets.iter_mut().find(|s| s.cidr.contains(&ip))
     }
 
-    /// Number of addresses bound at `now` (for logs and tests).
-    pub fn bound_count(&self, now: i64) -> usize {
-        self.slots
-            .values()
-            .filter(|s| matches!(s, Slot::Bound(l) if l.expires > now))
-            .count()
+    /// Each subnet's pool: how many addresses it has and how many are
+    /// held (bound, offered or on probation) at `now`. For metrics; walks
+    /// every slot, so call it every few seconds, not per packet.
+    pub fn pool_usage(&self, now: i64) -> Vec<PoolUsage> {
+        let mut usage: Vec<PoolUsage> = self
+            .subnets
+            .iter()
+            .map(|s| PoolUsage {
+                cidr: s.cidr,
+                size: pool_size(&s.subnet),
+                used: 0,
+            })
+            .collect();
+        for (ip, slot) in &self.slots {
+            let held = match slot {
+                Slot::Bound(l) => l.expires > now,
+                Slot::Offered { until, .. } | Slot::Declined { until } => *until > now,
+                Slot::Free { .. } => false,
+            };
+            if !held {
+                continue;
+            }
+            if let Some(i) = self.subnet_index(*ip) {
+                if self.subnets[i].subnet.in_pool(*ip) {
+                    usage[i].used += 1;
+                }
+            }
+        }
+        usage
     }
+}
+
+/// One subnet's pool, as [`LeaseTable::pool_usage`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub cidr: ipnet::Ipv4Net,
+    /// Addresses in the pools, exclusions taken out.
+    pub size: u64,
+    /// Of those, bound, offered or on probation.
+    pub used: u64,
+}
+
+/// Addresses in `s`'s pools less its exclusions, by range arithmetic (a
+/// pool may be a /8): each pool's length minus its overlap with the merged
+/// exclusions.
+fn pool_size(s: &Subnet) -> u64 {
+    let mut ex: Vec<(u32, u32)> = s
+        .exclude
+        .iter()
+        .map(|r| (u32::from(r.start), u32::from(r.end)))
+        .collect();
+    ex.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ex.len());
+    for (a, b) in ex {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    s.pools
+        .iter()
+        .map(|p| {
+            let (a, b) = (u32::from(p.start), u32::from(p.end));
+            let overlap: u64 = merged
+                .iter()
+                .map(|&(x, y)| {
+                    let (lo, hi) = (a.max(x), b.min(y));
+                    if lo <= hi {
+                        u64::from(hi - lo) + 1
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+            p.len() - overlap
+        })
+        .sum()
 }
 
 fn key_of(l: &Lease) -> ClientKey {

@@ -17,9 +17,12 @@
 //!   each ACK only after its lease has been committed.
 //! - [`pxe`]: for network-boot clients, labnet-pxe's boot decision goes
 //!   into every reply (`siaddr`, `file`, options 60/66/67).
+//! - [`metrics`]: packets by type and outcome, pool usage, commit batches,
+//!   recorded on the way through [`server`].
 
 pub mod core;
 pub mod leases;
+pub mod metrics;
 pub mod options;
 pub mod ping;
 pub mod pxe;

@@ -39,6 +39,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .context("loading boot profiles")?;
     }
+    labnet_daemon::serve_metrics(&config, NAME, labnet_dhcpd::metrics::describe)?;
     let shutdown = labnet_daemon::stop_on_signals(Some(server.reload_handle()))?;
     labnet_daemon::ready();
     server.run(shutdown).await?;

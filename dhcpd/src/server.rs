@@ -188,7 +188,13 @@ impl Server {
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = sweep.tick() => { shared.lock().table.sweep(unix_now()); continue; }
+                _ = sweep.tick() => {
+                    let mut core = shared.lock();
+                    let now = unix_now();
+                    core.table.sweep(now);
+                    crate::metrics::pools(&core.table.pool_usage(now));
+                    continue;
+                }
                 ev = ev_rx.recv() => match ev { Some(ev) => ev, None => break },
             };
             let now = unix_now();
@@ -263,6 +269,7 @@ impl Shared {
             src,
         };
         let action = self.lock().handle(req, &inc, unix_now());
+        crate::metrics::packet(req.opts().msg_type(), &action);
         match action {
             Action::Silent(Silence::PoolExhausted) => {
                 warn!(xid = req.xid(), interface = %self.ifaces[iface].name, "no free address in the pool");
@@ -329,7 +336,10 @@ async fn serve_interface(iface: usize, shared: Arc<Shared>, shutdown: Cancellati
             }
             match crate::wire::decode(&buf[..n]) {
                 Ok(msg) => shared.handle(iface, src, &msg, 0).await,
-                Err(why) => debug!(peer = %src, ?why, len = n, "malformed packet dropped"),
+                Err(why) => {
+                    crate::metrics::malformed();
+                    debug!(peer = %src, ?why, len = n, "malformed packet dropped");
+                }
             }
         }
     }
@@ -361,7 +371,10 @@ async fn committer(
         }
         busy = pending.len() > 1;
         let leases: Vec<Lease> = pending.iter().map(|p| p.lease.clone()).collect();
-        match store.commit_leases(&leases).await {
+        let started = std::time::Instant::now();
+        let committed = store.commit_leases(&leases).await;
+        crate::metrics::commit(leases.len(), started.elapsed(), committed.is_ok());
+        match committed {
             Ok(()) => {
                 for p in pending.drain(..) {
                     if let Some((iface, bytes, to)) = p.reply {

@@ -210,6 +210,33 @@ fn two_clients_are_never_offered_the_same_address() {
     assert_eq!(a, a2);
 }
 
+/// The metrics' pool gauges: size without exclusions, used = offered +
+/// bound (+ probation), lapsed offers free again.
+#[test]
+fn pool_usage_counts_offers_and_leases_per_subnet() {
+    let mut s = server("");
+    let usage = |s: &Dhcp, now| {
+        s.table
+            .pool_usage(now)
+            .iter()
+            .map(|u| (u.cidr.to_string(), u.size, u.used))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        usage(&s, T0),
+        vec![
+            ("10.77.0.0/24".into(), 3, 0),
+            ("10.99.0.0/24".into(), 11, 0)
+        ]
+    );
+    dora(&mut s, 1, T0);
+    reply_of(s.handle(&msg(MessageType::Discover, 2), &direct(), T0));
+    assert_eq!(usage(&s, T0)[0], ("10.77.0.0/24".into(), 3, 2));
+    // The offer lapses after the hold (30 s); the lease (1 h) stays.
+    s.table.sweep(T0 + 31);
+    assert_eq!(usage(&s, T0 + 31)[0], ("10.77.0.0/24".into(), 3, 1));
+}
+
 #[test]
 fn full_pool_is_silent_and_lapsed_offers_are_reused() {
     let mut s = server("");

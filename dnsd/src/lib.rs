@@ -25,9 +25,11 @@
 //! swapped whole when the store's generation counters (`Topic::Zones`,
 //! `Topic::Leases`) move or a lease runs out, polled every 250 ms, so no
 //! query ever waits on SQLite. When a zone's serial moves, its secondaries
-//! get a NOTIFY (RFC 1996) and may AXFR it over TCP.
+//! get a NOTIFY (RFC 1996) and may AXFR it over TCP. The socket loops
+//! count every reply by RCODE ([`metrics`]).
 
 pub mod handler;
+pub mod metrics;
 pub mod server;
 pub mod view;
 pub mod zone;

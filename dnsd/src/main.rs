@@ -26,6 +26,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = labnet_store::open(&config.store.url).await?;
+    labnet_daemon::serve_metrics(&config, NAME, labnet_dnsd::metrics::describe)?;
     let server = labnet_dnsd::Server::new(config, store);
     let shutdown = labnet_daemon::stop_on_signals(Some(server.reload_trigger()))?;
     server.run(shutdown).await?;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::handler::{handle, Reply, TransferAcl, Transport, View};
+use crate::metrics::Via;
 use crate::view::{build, LeaseZones, SerialState, Snapshot};
 use crate::DnsError;
 
@@ -373,11 +374,12 @@ fn udp_loop(sock: std::net::UdpSocket, shared: Arc<Shared>, shutdown: Cancellati
         shared.refresh(&mut cached);
         match handle(&buf[..n], src, Transport::Udp, &cached.1) {
             Reply::Message(m) => {
+                crate::metrics::reply(Via::Udp, &m);
                 if let Err(e) = sock.send_to(&m, src) {
                     tracing::debug!(peer = %src, error = %e, "udp send");
                 }
             }
-            Reply::Stream(_) | Reply::Drop => {}
+            Reply::Stream(_) | Reply::Drop => crate::metrics::dropped(Via::Udp),
         }
     }
 }
@@ -441,11 +443,15 @@ async fn tcp_conn(
         }
         shared.refresh(&mut cached);
         let msgs = match handle(&buf, peer, Transport::Tcp, &cached.1) {
-            Reply::Drop => continue,
+            Reply::Drop => {
+                crate::metrics::dropped(Via::Tcp);
+                continue;
+            }
             Reply::Message(m) => vec![m],
             Reply::Stream(ms) => ms,
         };
         for m in msgs {
+            crate::metrics::reply(Via::Tcp, &m);
             let mut out = Vec::with_capacity(m.len() + 2);
             out.extend_from_slice(&(m.len() as u16).to_be_bytes());
             out.extend_from_slice(&m);

@@ -18,7 +18,7 @@
 //! 5. The sans-IO state machine [`transfer::Transfer`] decides every packet:
 //!    the task feeds it ACKs (`on_packet`) and deadlines (`on_timeout`) and
 //!    sends what it returns, until it reports `Out::Done`. One info line per
-//!    finished transfer; per-packet detail at debug.
+//!    finished transfer; per-packet detail at debug; counters in [`metrics`].
 //!
 //! A write request is refused with ERROR 2 unless `upload_dir` is set; then
 //! it is received (lockstep) into a new file there, never overwriting.
@@ -28,6 +28,7 @@
 
 pub mod error;
 pub mod files;
+pub mod metrics;
 pub mod mtu;
 pub mod packet;
 mod pxe;

@@ -42,6 +42,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let server = labnet_tftpd::Server::bind(tftp, files)?;
     // Generated files follow the store on their own: SIGHUP has nothing to reload.
+    labnet_daemon::serve_metrics(&config, NAME, labnet_tftpd::metrics::describe)?;
     let shutdown = labnet_daemon::stop_on_signals(None)?;
     labnet_daemon::ready();
     server.serve(shutdown).await?;

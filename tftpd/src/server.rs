@@ -220,6 +220,7 @@ async fn listen_loop(
             }
             Err(e) => {
                 debug!(peer = %peer, error = %e, "malformed request");
+                crate::metrics::refused_because("malformed");
                 let code = if e == packet::DecodeError::BadMode {
                     ErrorCode::IllegalOperation
                 } else {
@@ -235,6 +236,7 @@ async fn listen_loop(
         // Caps: the total first, then this client's share.
         let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
             info!(peer = %peer, file = req.filename, "refused: server busy");
+            crate::metrics::refused_because("busy");
             let _ = sock
                 .send_to(
                     &packet::encode_error(ErrorCode::NotDefined, "server busy"),
@@ -245,6 +247,7 @@ async fn listen_loop(
         };
         let Some(slot) = shared.claim(peer.ip()) else {
             info!(peer = %peer, file = req.filename, "refused: too many transfers for this client");
+            crate::metrics::refused_because("client_limit");
             let _ = sock
                 .send_to(
                     &packet::encode_error(ErrorCode::NotDefined, "too many transfers from you"),
@@ -305,6 +308,7 @@ async fn transfer_task(
         Err(e) => {
             let code = e.tftp_code();
             info!(code = code as u16, error = %e, write = req.write, "refused");
+            crate::metrics::refused(code);
             let msg = match code {
                 ErrorCode::NotDefined => "error".to_string(),
                 _ => e.to_string(),
@@ -314,8 +318,10 @@ async fn transfer_task(
         }
     };
     let blksize = t.blksize();
+    crate::metrics::started();
     let outcome = drive(&mut t, &sock, outs, &shutdown).await;
     let st = t.stats();
+    crate::metrics::finished(req.write, &outcome, st, started.elapsed());
     let ms = started.elapsed().as_millis() as u64;
     match &outcome {
         Outcome::Complete => info!(

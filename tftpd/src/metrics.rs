@@ -1,0 +1,104 @@
+//! What labnet-tftpd records for Prometheus, through the `metrics` facade
+//! (labnet-daemon serves it when `[metrics.listen] tftpd` is set; without
+//! it every call here is a no-op).
+//!
+//! - `labnet_tftp_transfers_total{direction, outcome}`: finished transfers
+//!   (`read`/`write`; `complete`, `size_probe` for the EDK2 tsize probe,
+//!   `client_error`, `timed_out`, `protocol_error`, `local_error`).
+//! - `labnet_tftp_transfers_active`: transfers running now.
+//! - `labnet_tftp_bytes_total{direction}`: file bytes sent (read) or
+//!   received (write), counted when a transfer ends.
+//! - `labnet_tftp_retransmits_total`: DATA/OACK/ACK sent again on timeout.
+//! - `labnet_tftp_errors_total{reason}`: requests answered with an ERROR
+//!   before any transfer (file not found, access violation, busy, ...).
+//! - `labnet_tftp_transfer_seconds{direction}`: how long complete transfers took.
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+use crate::packet::ErrorCode;
+use crate::transfer::{Outcome, Stats};
+
+const TRANSFERS: &str = "labnet_tftp_transfers_total";
+const ACTIVE: &str = "labnet_tftp_transfers_active";
+const BYTES: &str = "labnet_tftp_bytes_total";
+const RETRANSMITS: &str = "labnet_tftp_retransmits_total";
+const ERRORS: &str = "labnet_tftp_errors_total";
+const SECONDS: &str = "labnet_tftp_transfer_seconds";
+
+/// HELP lines for the exporter; call once at start.
+pub fn describe() {
+    describe_counter!(
+        TRANSFERS,
+        "Finished TFTP transfers, by direction and outcome"
+    );
+    describe_gauge!(ACTIVE, "TFTP transfers running now");
+    describe_counter!(
+        BYTES,
+        metrics::Unit::Bytes,
+        "File bytes sent (read) or received (write)"
+    );
+    describe_counter!(RETRANSMITS, "Packets sent again after a timeout");
+    describe_counter!(ERRORS, "Requests refused with a TFTP ERROR, by reason");
+    describe_histogram!(
+        SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of complete transfers"
+    );
+}
+
+fn direction(write: bool) -> &'static str {
+    if write {
+        "write"
+    } else {
+        "read"
+    }
+}
+
+/// A transfer started (after its file was found and options negotiated).
+pub fn started() {
+    gauge!(ACTIVE).increment(1.0);
+}
+
+/// A started transfer ended.
+pub fn finished(write: bool, outcome: &Outcome, stats: &Stats, took: Duration) {
+    gauge!(ACTIVE).decrement(1.0);
+    let label = match outcome {
+        Outcome::Complete => "complete",
+        Outcome::ClientError { probe: true, .. } => "size_probe",
+        Outcome::ClientError { .. } => "client_error",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Protocol(_) => "protocol_error",
+        Outcome::Local(_) => "local_error",
+    };
+    let dir = direction(write);
+    counter!(TRANSFERS, "direction" => dir, "outcome" => label).increment(1);
+    counter!(BYTES, "direction" => dir).increment(stats.bytes);
+    counter!(RETRANSMITS).increment(stats.retransmits);
+    if *outcome == Outcome::Complete {
+        histogram!(SECONDS, "direction" => dir).record(took.as_secs_f64());
+    }
+}
+
+/// A request refused with ERROR `code` before any transfer began.
+pub fn refused(code: ErrorCode) {
+    let reason = match code {
+        ErrorCode::NotDefined => "other",
+        ErrorCode::FileNotFound => "file_not_found",
+        ErrorCode::AccessViolation => "access_violation",
+        ErrorCode::DiskFull => "disk_full",
+        ErrorCode::IllegalOperation => "illegal_operation",
+        ErrorCode::UnknownTid => "unknown_tid",
+        ErrorCode::FileExists => "file_exists",
+        ErrorCode::NoSuchUser => "no_such_user",
+        ErrorCode::OptionRefused => "option_refused",
+    };
+    counter!(ERRORS, "reason" => reason).increment(1);
+}
+
+/// A request refused for a cap or as malformed (`busy`, `client_limit`,
+/// `malformed`).
+pub fn refused_because(reason: &'static str) {
+    counter!(ERRORS, "reason" => reason).increment(1);
+}
