@@ -162,7 +162,7 @@ pub fn stop_on_signals(reload: Option<Arc<Notify>>) -> std::io::Result<Cancellat
                 _ = int.recv() => break,
                 _ = hup.recv() => match &reload {
                     Some(r) => {
-                        tracing::info!("SIGHUP: reloading from the store");
+                        tracing::info!("SIGHUP: reloading");
                         r.notify_one();
                     }
                     None => tracing::info!("SIGHUP: nothing to reload"),
@@ -173,6 +173,22 @@ pub fn stop_on_signals(reload: Option<Arc<Notify>>) -> std::io::Result<Cancellat
         stop.cancel();
     });
     Ok(shutdown)
+}
+
+/// Re-read the config file for a reload (SIGHUP). `Some` when it loads and
+/// `require` accepts it; otherwise the error (file, line, key, reason) is
+/// logged and `None` returned, and the caller keeps serving what it has.
+pub fn reread(
+    path: &std::path::Path,
+    require: impl Fn(&Config) -> Result<(), ConfigError>,
+) -> Option<Config> {
+    match Config::load(path).and_then(|c| require(&c).map(|()| c)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "new config refused; still serving the running one");
+            None
+        }
+    }
 }
 
 /// Tell systemd (`Type=notify`) the daemon is serving.

@@ -93,6 +93,25 @@ impl Dhcp {
         }
     }
 
+    /// Serve `cfg` from now on (SIGHUP): subnets, pools, exclusions,
+    /// options, lease times, limits. Leases, offers, probations and
+    /// reservations are kept; an address that leaves every pool stays with
+    /// its holder until its lease runs out, but is not renewed (a REQUEST
+    /// for it is NAKed as for any address not ours, RFC 2131 §4.3.2).
+    /// Interfaces and port are bound once: a change needs a restart.
+    pub fn reconfigure(&mut self, cfg: Arc<DhcpConfig>) {
+        self.options = cfg
+            .subnets
+            .iter()
+            .map(|s| SubnetOptions::new(s, &cfg.options))
+            .collect();
+        self.table.set_subnets(&cfg.subnets);
+        if cfg.max_packets_per_client != self.cfg.max_packets_per_client {
+            self.rate = RateLimiter::new(cfg.max_packets_per_client);
+        }
+        self.cfg = cfg;
+    }
+
     /// Answer network-boot clients with the boot decisions of `files`.
     pub fn set_boot(&mut self, files: Arc<BootFiles>) {
         self.boot = Some(files);

@@ -111,6 +111,17 @@ struct SubnetState {
     free: BTreeSet<(i64, Ipv4Addr)>,
 }
 
+impl SubnetState {
+    fn new(s: &Subnet) -> SubnetState {
+        SubnetState {
+            cidr: s.cidr,
+            subnet: s.clone(),
+            cursor: (0, 0),
+            free: BTreeSet::new(),
+        }
+    }
+}
+
 /// The in-memory lease table.
 pub struct LeaseTable {
     subnets: Vec<SubnetState>,
@@ -124,15 +135,7 @@ pub struct LeaseTable {
 impl LeaseTable {
     pub fn new(subnets: &[Subnet]) -> LeaseTable {
         LeaseTable {
-            subnets: subnets
-                .iter()
-                .map(|s| SubnetState {
-                    cidr: s.cidr,
-                    subnet: s.clone(),
-                    cursor: (0, 0),
-                    free: BTreeSet::new(),
-                })
-                .collect(),
+            subnets: subnets.iter().map(SubnetState::new).collect(),
             slots: HashMap::new(),
             by_client: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -171,6 +174,27 @@ impl LeaseTable {
                 }
             };
             self.slots.insert(ip, slot);
+        }
+    }
+
+    /// Serve new subnets and pools (a config reload). Every slot (bound,
+    /// offered, declined, free with its history) is kept; the free lists
+    /// are rebuilt for the new subnets, and the never-used cursor starts
+    /// over (it skips every address that has a slot).
+    pub fn set_subnets(&mut self, subnets: &[Subnet]) {
+        self.subnets = subnets.iter().map(SubnetState::new).collect();
+        let free: Vec<(i64, Ipv4Addr)> = self
+            .slots
+            .iter()
+            .filter_map(|(ip, slot)| match slot {
+                Slot::Free { since, .. } => Some((*since, *ip)),
+                _ => None,
+            })
+            .collect();
+        for (since, ip) in free {
+            if let Some(s) = self.subnet_of_mut(ip) {
+                s.free.insert((since, ip));
+            }
         }
     }
 

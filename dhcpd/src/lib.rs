@@ -35,7 +35,7 @@ use labnet_config::DhcpConfig;
 use labnet_store::Store;
 use tokio_util::sync::CancellationToken;
 
-pub use server::Server;
+pub use server::{Reconfigure, Server};
 
 /// Why the DHCP server could not start or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,11 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use labnet_config::Config;
+use tokio::sync::Notify;
 
 const NAME: &str = "labnet-dhcpd";
 
@@ -40,7 +43,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .context("loading boot profiles")?;
     }
     labnet_daemon::serve_metrics(&config, NAME, labnet_dhcpd::metrics::describe)?;
-    let shutdown = labnet_daemon::stop_on_signals(Some(server.reload_handle()))?;
+    // SIGHUP: re-read the store at once, and the config file; a file that
+    // does not load is refused and the running config kept.
+    let hup = Arc::new(Notify::new());
+    let shutdown = labnet_daemon::stop_on_signals(Some(hup.clone()))?;
+    let (store_reload, reconfigure) = (server.reload_handle(), server.reconfigure_handle());
+    let path = config.path.clone();
+    tokio::spawn(async move {
+        loop {
+            hup.notified().await;
+            store_reload.notify_one();
+            if let Some(new) = labnet_daemon::reread(&path, |c| c.require_dhcp(NAME).map(drop)) {
+                if let Some(dhcp) = new.dhcp {
+                    reconfigure.send(dhcp).await;
+                }
+            }
+        }
+    });
     labnet_daemon::ready();
     server.run(shutdown).await?;
     labnet_daemon::stopping();

@@ -70,6 +70,19 @@ enum Event {
     AdminLeases(Vec<Lease>),
 }
 
+/// Hands a re-read `[dhcp]` section to a running server (SIGHUP).
+#[derive(Clone)]
+pub struct Reconfigure(mpsc::Sender<DhcpConfig>);
+
+impl Reconfigure {
+    /// Serve `cfg` from the next packet on; see [`Dhcp::reconfigure`].
+    pub async fn send(&self, cfg: DhcpConfig) {
+        if self.0.send(cfg).await.is_err() {
+            warn!("the server has stopped; new config not applied");
+        }
+    }
+}
+
 struct Pending {
     lease: Lease,
     reply: Option<(usize, Vec<u8>, SocketAddrV4)>,
@@ -81,6 +94,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     ifaces: Arc<Vec<Iface>>,
     reload: Arc<Notify>,
+    reconfig: (mpsc::Sender<DhcpConfig>, mpsc::Receiver<DhcpConfig>),
 }
 
 impl Server {
@@ -105,6 +119,7 @@ impl Server {
             store,
             ifaces: Arc::new(ifaces),
             reload: Arc::new(Notify::new()),
+            reconfig: mpsc::channel(4),
         })
     }
 
@@ -122,6 +137,11 @@ impl Server {
         self.reload.clone()
     }
 
+    /// Give the running server a new `[dhcp]` section (SIGHUP).
+    pub fn reconfigure_handle(&self) -> Reconfigure {
+        Reconfigure(self.reconfig.0.clone())
+    }
+
     /// Serve until `shutdown` is cancelled; pending commits are finished
     /// (and their ACKs sent) before this returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DhcpError> {
@@ -130,6 +150,7 @@ impl Server {
             store,
             ifaces,
             reload,
+            reconfig: (_, mut reconfig_rx),
         } = self;
         let cfg = core.config().clone();
         let tracker = TaskTracker::new();
@@ -196,6 +217,10 @@ impl Server {
                     continue;
                 }
                 ev = ev_rx.recv() => match ev { Some(ev) => ev, None => break },
+                Some(new) = reconfig_rx.recv() => {
+                    reconfigure(&shared, &cfg, new);
+                    continue;
+                }
             };
             let now = unix_now();
             match ev {
@@ -242,6 +267,21 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Apply a re-read `[dhcp]` section. What was bound at start (interfaces,
+/// port, commit batch, ping check) stays as it was, with a warning.
+fn reconfigure(shared: &Shared, started: &DhcpConfig, new: DhcpConfig) {
+    if new.interfaces != started.interfaces || new.port != started.port {
+        warn!(
+            interfaces = ?new.interfaces,
+            port = new.port,
+            "dhcp.interfaces and dhcp.port take effect at the next restart"
+        );
+    }
+    let subnets = new.subnets.len();
+    shared.lock().reconfigure(Arc::new(new));
+    info!(subnets, "config reloaded");
 }
 
 /// What the interface tasks share. The core sits behind a mutex that is
