@@ -124,6 +124,16 @@ struct RawTftp {
     timeout: Duration,
     #[serde(default = "default_tftp_retries")]
     retries: u32,
+    #[serde(
+        default = "default_tftp_max_stall",
+        deserialize_with = "spanned_duration"
+    )]
+    max_stall: Spanned<Duration>,
+    #[serde(
+        default = "default_tftp_max_transfer_time",
+        deserialize_with = "spanned_duration"
+    )]
+    max_transfer_time: Spanned<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -229,8 +239,11 @@ fn default_lease_time() -> Spanned<Duration> {
 fn default_max_transfers() -> Spanned<usize> {
     Spanned::new(0..0, 512)
 }
+// 16 addresses are needed to fill the default global cap, and a PXE client
+// needs two at most (the size probe and the transfer); 32 leaves room for a
+// machine fetching many files at once (or a benchmark's 20).
 fn default_max_transfers_per_client() -> Spanned<usize> {
-    Spanned::new(0..0, 64)
+    Spanned::new(0..0, 32)
 }
 fn default_max_blksize() -> Spanned<u16> {
     Spanned::new(0..0, 65464)
@@ -243,6 +256,12 @@ fn default_tftp_timeout() -> Duration {
 }
 fn default_tftp_retries() -> u32 {
     5
+}
+fn default_tftp_max_stall() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(30))
+}
+fn default_tftp_max_transfer_time() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(600))
 }
 fn default_bios_boot_file() -> String {
     "pxelinux.0".into()
@@ -561,6 +580,29 @@ impl RawTftp {
                 return Err(ctx.invalid(v.span(), k, "must be at least 1"));
             }
         }
+        if self.max_transfers_per_client.get_ref() > self.max_transfers.get_ref() {
+            return Err(ctx.invalid(
+                self.max_transfers_per_client.span(),
+                "tftp.max_transfers_per_client",
+                "must not exceed tftp.max_transfers (a few clients would fill the server)",
+            ));
+        }
+        let stall = *self.max_stall.get_ref();
+        if !(Duration::from_secs(2)..=Duration::from_secs(600)).contains(&stall) {
+            return Err(ctx.invalid(
+                self.max_stall.span(),
+                "tftp.max_stall",
+                "must be within 2s..=10m",
+            ));
+        }
+        let life = *self.max_transfer_time.get_ref();
+        if !(Duration::from_secs(10)..=Duration::from_secs(86_400)).contains(&life) {
+            return Err(ctx.invalid(
+                self.max_transfer_time.span(),
+                "tftp.max_transfer_time",
+                "must be within 10s..=24h",
+            ));
+        }
         Ok(TftpConfig {
             listen: self.listen.into_inner(),
             root: self.root,
@@ -571,6 +613,8 @@ impl RawTftp {
             max_windowsize: self.max_windowsize.into_inner(),
             timeout: self.timeout,
             retries: self.retries,
+            max_stall: stall,
+            max_transfer_time: life,
         })
     }
 }
