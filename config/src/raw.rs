@@ -68,6 +68,7 @@ struct RawDhcp {
     authoritative: bool,
     #[serde(default = "default_max_packets")]
     max_packets_per_client: u32,
+    max_leases_per_circuit: Option<Spanned<usize>>,
     #[serde(default = "default_commit_batch")]
     commit_batch: Spanned<usize>,
     #[serde(default)]
@@ -488,6 +489,16 @@ impl RawDhcp {
             )?,
             authoritative: self.authoritative,
             max_packets_per_client: self.max_packets_per_client,
+            max_leases_per_circuit: match self.max_leases_per_circuit {
+                Some(v) if *v.get_ref() == 0 => {
+                    return Err(ctx.invalid(
+                        v.span(),
+                        "dhcp.max_leases_per_circuit",
+                        "must be at least 1 (leave it out for no limit)",
+                    ))
+                }
+                v => v.map(Spanned::into_inner),
+            },
             commit_batch: self.commit_batch.into_inner(),
             subnets,
             options,

@@ -90,6 +90,9 @@ pub struct DhcpConfig {
     pub authoritative: bool,
     /// Packets per second accepted from one client hardware address; more is dropped.
     pub max_packets_per_client: u32,
+    /// Addresses one relay circuit (giaddr + option 82 circuit-id, RFC 3046)
+    /// may hold or be offered at once; `None`: no limit.
+    pub max_leases_per_circuit: Option<usize>,
     /// Most leases written to the store in one transaction (group commit).
     pub commit_batch: usize,
     pub subnets: Vec<Subnet>,
