@@ -80,6 +80,8 @@ fn silence_label(s: &Silence) -> &'static str {
         Silence::MissingRequestedAddress => "missing_requested_address",
         Silence::UnknownLease => "unknown_lease",
         Silence::NotAuthoritative => "not_authoritative",
+        Silence::CircuitLimit => "circuit_limit",
+        Silence::NotFromHolder => "not_from_holder",
     }
 }
 
