@@ -28,6 +28,7 @@
 //! get a NOTIFY (RFC 1996) and may AXFR it over TCP.
 
 pub mod handler;
+pub mod limits;
 pub mod server;
 pub mod view;
 pub mod zone;
