@@ -24,7 +24,9 @@ use dhcproto::v4::Message;
 use dhcproto::{Encodable, Encoder};
 use labnet_config::{DhcpConfig, PxeConfig};
 use labnet_pxe::BootFiles;
-use labnet_store::{unix_now, Lease, LeaseState, Reservation, Store, Topic};
+use labnet_store::{
+    unix_now, watch, Lease, LeaseState, Reservation, Store, StoreError, Topic, Watch,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
@@ -43,8 +45,6 @@ const MIN_REPLY: usize = 300;
 /// ACKs waiting for the committer; when full, the interface tasks wait
 /// (and the socket buffers absorb the burst).
 const QUEUE: usize = 8192;
-/// How often the store's change counters are read.
-const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// How long a busy committer lets a batch fill before writing it.
 const LINGER: Duration = Duration::from_millis(4);
 /// Offers re-tried after a ping found the address in use.
@@ -68,6 +68,8 @@ enum Event {
     },
     Reservations(Vec<Reservation>),
     AdminLeases(Vec<Lease>),
+    /// The store is gone for good (its file replaced): stop.
+    StoreLost(StoreError),
 }
 
 struct Pending {
@@ -79,6 +81,7 @@ struct Pending {
 pub struct Server {
     core: Dhcp,
     store: Arc<dyn Store>,
+    watch: Watch,
     ifaces: Arc<Vec<Iface>>,
     reload: Arc<Notify>,
 }
@@ -87,6 +90,8 @@ impl Server {
     /// Load the store and bind one socket per configured interface.
     pub async fn bind(cfg: &DhcpConfig, store: Arc<dyn Store>) -> Result<Server, DhcpError> {
         let mut core = Dhcp::new(Arc::new(cfg.clone()));
+        // Follow the store from before loading, so no change falls between.
+        let watch = watch(store.clone(), &[Topic::Reservations, Topic::LeaseAdmin]).await?;
         let now = unix_now();
         core.table.load(store.load_leases().await?, now);
         core.table.set_reservations(store.reservations().await?);
@@ -103,6 +108,7 @@ impl Server {
         Ok(Server {
             core,
             store,
+            watch,
             ifaces: Arc::new(ifaces),
             reload: Arc::new(Notify::new()),
         })
@@ -128,6 +134,7 @@ impl Server {
         let Server {
             core,
             store,
+            watch,
             ifaces,
             reload,
         } = self;
@@ -141,7 +148,9 @@ impl Server {
             let stop = shutdown.clone();
             tracker.spawn(async move {
                 tokio::select! {
-                    _ = boot.watch(WATCH_EVERY) => {}
+                    // A fatal store error reaches the lease watcher too,
+                    // which stops the server.
+                    _ = boot.follow() => {}
                     _ = stop.cancelled() => {}
                 }
             });
@@ -174,9 +183,11 @@ impl Server {
             ifaces.clone(),
             commit_rx,
             cfg.commit_batch,
+            ev_tx.clone(),
         ));
         tracker.spawn(watcher(
             store.clone(),
+            watch,
             ev_tx.clone(),
             reload,
             shutdown.clone(),
@@ -185,6 +196,7 @@ impl Server {
 
         // Events that are not packets: ping results, store changes, the clock.
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut lost = None;
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -222,6 +234,12 @@ impl Server {
                         core.table.admin_release(l, now);
                     }
                 }
+                Event::StoreLost(e) => {
+                    error!(error = %e, "the store is gone; stopping");
+                    lost = Some(e);
+                    shutdown.cancel();
+                    break;
+                }
             }
         }
         tracker.close();
@@ -234,7 +252,10 @@ impl Server {
         {
             warn!("tasks did not finish within 10s of shutdown");
         }
-        Ok(())
+        match lost {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -342,9 +363,12 @@ async fn committer(
     ifaces: Arc<Vec<Iface>>,
     mut rx: mpsc::Receiver<Pending>,
     batch: usize,
+    events: mpsc::Sender<Event>,
 ) {
     let mut pending: Vec<Pending> = Vec::with_capacity(batch);
     let mut busy = false;
+    // Failures are logged when they start and when they end, not per batch.
+    let mut withheld = 0usize;
     while rx.recv_many(&mut pending, batch).await > 0 {
         // Under load, let the batch fill for a moment: each commit has a
         // fixed cost (a WAL append, an fsync, thread hand-offs), so fewer,
@@ -363,6 +387,10 @@ async fn committer(
         let leases: Vec<Lease> = pending.iter().map(|p| p.lease.clone()).collect();
         match store.commit_leases(&leases).await {
             Ok(()) => {
+                if withheld > 0 {
+                    info!(withheld, "lease commits work again");
+                    withheld = 0;
+                }
                 for p in pending.drain(..) {
                     if let Some((iface, bytes, to)) = p.reply {
                         send_bytes(&ifaces[iface], &bytes, to).await;
@@ -374,48 +402,54 @@ async fn committer(
             }
             Err(e) => {
                 // No ACK for an uncommitted lease: the clients will retry.
-                error!(error = %e, count = pending.len(), "lease commit failed; ACKs withheld");
+                if withheld == 0 {
+                    error!(error = %e, count = pending.len(), "lease commit failed; ACKs withheld until the store takes commits again");
+                }
+                withheld += pending.len();
                 pending.clear();
+                if e.is_fatal() {
+                    let _ = events.send(Event::StoreLost(e)).await;
+                }
             }
         }
     }
 }
 
 /// Follow the store: reservations, and lease releases an admin made.
+/// SIGHUP (`reload`) reloads both whether or not the store moved.
 async fn watcher(
     store: Arc<dyn Store>,
+    mut watch: Watch,
     tx: mpsc::Sender<Event>,
     reload: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut seen_res = store.generation(Topic::Reservations).await.unwrap_or(0);
-    let mut seen_admin = store.generation(Topic::LeaseAdmin).await.unwrap_or(0);
     loop {
-        tokio::select! {
+        let moved = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(WATCH_EVERY) => {}
-            _ = reload.notified() => {}
-        }
-        match store.generation(Topic::Reservations).await {
-            Ok(g) if g != seen_res => match store.reservations().await {
+            r = watch.changed() => match r {
+                Ok(moved) => moved,
+                Err(e) => {
+                    let _ = tx.send(Event::StoreLost(e)).await;
+                    return;
+                }
+            },
+            _ = reload.notified() => vec![Topic::Reservations, Topic::LeaseAdmin],
+        };
+        if moved.contains(&Topic::Reservations) {
+            match store.reservations().await {
                 Ok(rs) => {
-                    seen_res = g;
                     let _ = tx.send(Event::Reservations(rs)).await;
                 }
                 Err(e) => warn!(error = %e, "cannot reload reservations"),
-            },
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot read the store"),
+            }
         }
-        if let Ok(g) = store.generation(Topic::LeaseAdmin).await {
-            if g != seen_admin {
-                match store.load_leases().await {
-                    Ok(ls) => {
-                        seen_admin = g;
-                        let _ = tx.send(Event::AdminLeases(ls)).await;
-                    }
-                    Err(e) => warn!(error = %e, "cannot reload leases"),
+        if moved.contains(&Topic::LeaseAdmin) {
+            match store.load_leases().await {
+                Ok(ls) => {
+                    let _ = tx.send(Event::AdminLeases(ls)).await;
                 }
+                Err(e) => warn!(error = %e, "cannot reload leases"),
             }
         }
     }

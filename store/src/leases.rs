@@ -2,8 +2,8 @@
 
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
 use crate::Result;
+use serde::Serialize;
 
 /// Where a lease stands (RFC 2131 §4.3: an address is bound to a client, or
 /// free again after release or expiry, or set aside after a DECLINE).
@@ -82,4 +82,3 @@ pub trait LeaseStore: Send + Sync {
     /// false when there was no bound lease on `ip`.
     async fn release_lease(&self, ip: Ipv4Addr, now: i64) -> Result<bool>;
 }
-

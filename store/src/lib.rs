@@ -30,8 +30,8 @@
 
 mod error;
 mod leases;
-mod profiles;
 mod postgres;
+mod profiles;
 mod reservations;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
@@ -43,9 +43,9 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
+pub use postgres::PgStore;
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
-pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use watch::{watch, Watch};
 pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};

@@ -8,8 +8,8 @@
 //! [`ProfileStore::assign_profile`] writes to the reservation when the host
 //! has one and to `host_profiles` otherwise, so one place holds the answer.
 
-use serde::Serialize;
 use crate::Result;
+use serde::Serialize;
 
 /// What a host boots. Paths are relative to the TFTP root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,4 +67,3 @@ pub trait ProfileStore: Send + Sync {
     /// if it had none.
     async fn unassign_profile(&self, mac: &str) -> Result<bool>;
 }
-

@@ -3,8 +3,8 @@
 
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
 use crate::Result;
+use serde::Serialize;
 
 /// How a reserved client is recognised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -33,4 +33,3 @@ pub trait ReservationStore: Send + Sync {
     /// Remove the reservation with this key; false if there was none.
     async fn remove_reservation(&self, key: &ReservationKey) -> Result<bool>;
 }
-

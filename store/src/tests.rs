@@ -361,9 +361,12 @@ async fn concurrent_writers_all_succeed(url: String) {
                         .await
                         .map(|_| ())?;
                 } else {
-                    s.add_record("lab.test.", &rec(&format!("h{w}-{i}.lab.test."), "A", "10.0.0.1"))
-                        .await
-                        .map(|_| ())?;
+                    s.add_record(
+                        "lab.test.",
+                        &rec(&format!("h{w}-{i}.lab.test."), "A", "10.0.0.1"),
+                    )
+                    .await
+                    .map(|_| ())?;
                 }
             }
             Ok::<(), StoreError>(())

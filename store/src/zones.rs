@@ -78,7 +78,6 @@ pub fn serial_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000_0000
 }
 
-
 /// A serial as stored (both backends keep it in a 64-bit integer column).
 pub(crate) fn serial_from_db(v: i64) -> u32 {
     (v & 0xffff_ffff) as u32

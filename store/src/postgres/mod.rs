@@ -59,7 +59,10 @@ impl PgStore {
         let pool = match pool_opts.clone().connect_with(opts.clone()).await {
             Ok(p) => p,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(NO_SUCH_DATABASE) => {
-                info!(database = opts.get_database().unwrap_or(""), "creating the store database");
+                info!(
+                    database = opts.get_database().unwrap_or(""),
+                    "creating the store database"
+                );
                 Postgres::create_database(url).await?;
                 pool_opts.connect_with(opts).await?
             }
@@ -67,7 +70,9 @@ impl PgStore {
         };
         // sqlx holds an advisory lock while migrating, so nodes starting
         // together migrate once.
-        sqlx::migrate!("./src/postgres/migrations").run(&pool).await?;
+        sqlx::migrate!("./src/postgres/migrations")
+            .run(&pool)
+            .await?;
         Ok(PgStore {
             pool,
             notes: OnceLock::new(),

@@ -102,10 +102,11 @@ impl ProfileStore for PgStore {
     async fn assign_profile(&self, mac: &str, profile: &str) -> Result<Assignment> {
         let mac = mac.to_ascii_lowercase();
         let mut tx = self.write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1::bigint FROM boot_profiles WHERE name = $1")
-            .bind(profile)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::bigint FROM boot_profiles WHERE name = $1")
+                .bind(profile)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound(format!("boot profile `{profile}`")));
         }

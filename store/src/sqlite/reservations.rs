@@ -4,7 +4,9 @@ use sqlx::Row;
 
 use super::{bump, SqliteStore};
 use crate::error::unique;
-use crate::{ip_from_db, ip_to_db, Reservation, ReservationKey, ReservationStore, Result, StoreError, Topic};
+use crate::{
+    ip_from_db, ip_to_db, Reservation, ReservationKey, ReservationStore, Result, StoreError, Topic,
+};
 
 #[async_trait::async_trait]
 impl ReservationStore for SqliteStore {
