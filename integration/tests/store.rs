@@ -47,7 +47,7 @@ impl Site {
         relay.ip(&["addr", "add", "10.78.0.2/16", "dev", "eth0"]);
         relay.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
         srv.ip(&["route", "add", "10.78.0.0/16", "via", "10.77.0.2"]);
-        let cfg = write_file(dir.path(), "labnet.toml", &config(&url, dns));
+        let cfg = write_file(dir.path(), "labnet.toml", &config(&url, "br0", dns));
         ctl(&cfg, &["init"]);
         let zone = write_file(dir.path(), "lab.test.zone", ZONE);
         ctl(&cfg, &["zones", "import", zone.to_str().expect("path")]);
@@ -90,14 +90,14 @@ impl Site {
     }
 }
 
-fn config(url: &str, dns: &str) -> String {
+fn config(url: &str, iface: &str, dns: &str) -> String {
     format!(
         r#"
 [store]
 url = "{url}"
 
 [dhcp]
-interfaces = ["br0"]
+interfaces = ["{iface}"]
 ping_check = false
 
 [[dhcp.subnets]]
@@ -301,4 +301,211 @@ fn postgres_two_dnsd_nodes_answer_alike_and_follow_labnetctl() {
         assert!(d.log_text().contains("serving"));
     }
     assert_eq!(dig(5301, "lab.test SOA"), dig(5302, "lab.test SOA"));
+}
+
+/// A busybox udhcpc in its own namespace; its script logs each event as
+/// `EVENT IP SERVERID` and configures the address.
+struct Udhcpc {
+    child: Child,
+    events: PathBuf,
+}
+
+impl Udhcpc {
+    fn start(ns: &Netns, dir: &Path, tag: &str) -> Udhcpc {
+        let events = dir.join(format!("{tag}.events"));
+        let script = write_file(
+            dir,
+            &format!("{tag}.sh"),
+            &format!(
+                "#!/bin/sh\necho \"$1 $ip $serverid\" >> {ev}\ncase \"$1\" in\n  bound|renew) ip addr replace \"$ip/${{mask:-24}}\" dev \"$interface\" ;;\n  deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
+                ev = events.display()
+            ),
+        );
+        run(Command::new("chmod").arg("755").arg(&script));
+        let child = ns
+            .cmd("udhcpc")
+            .args(["-f", "-i", "eth0", "-t", "20", "-T", "1", "-A", "1", "-s"])
+            .arg(&script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("udhcpc");
+        Udhcpc { child, events }
+    }
+
+    /// The last `bound`/`renew` event: (event, ip, server id).
+    fn last(&self) -> Option<(String, String, String)> {
+        let text = std::fs::read_to_string(&self.events).ok()?;
+        text.lines().rev().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && (f[0] == "bound" || f[0] == "renew"))
+                .then(|| (f[0].to_owned(), f[1].to_owned(), f[2].to_owned()))
+        })
+    }
+
+    fn bound(&self, secs: u64) -> (String, String) {
+        wait_for("a lease", Duration::from_secs(secs), || {
+            self.last().map(|(_, ip, sid)| (ip, sid))
+        })
+    }
+}
+
+impl Drop for Udhcpc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 9, several nodes: two dhcpd on one bridge and one PostgreSQL.
+/// Clients bound through node 1 while node 2 is cut off the bridge; node 2
+/// comes back, its table stale, and both serve udhcpc clients and perfdhcp
+/// (through a relay) at once: no address goes to two clients, in the
+/// database or as the clients see it, and every ACK is in the database. Node 1 is killed with `kill -9`: its clients renew (unicast
+/// lost, then the rebinding broadcast) with node 2, keeping their addresses,
+/// and node 2 serves new clients.
+#[test]
+fn postgres_two_dhcpd_nodes_share_one_pool_and_survive_a_kill_9() {
+    require_root();
+    require_tools("udhcpc", &["udhcpc"]);
+    require_tools("kea-admin", &["perfdhcp"]);
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_file(
+        dir.path(),
+        "labnet.toml",
+        &config(&pg.url("labnet"), "eth0", ""),
+    );
+    ctl(&cfg, &["init"]);
+    let lan = Netns::new("lan");
+    lan.ip(&["link", "add", "br0", "type", "bridge"]);
+    lan.ip(&["link", "set", "br0", "up"]);
+    let node_ns = |tag: &str, addr: &str| {
+        let ns = Netns::new(tag);
+        lan.attach_veth("br0", &format!("v{tag}"), &ns, "eth0");
+        ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+        ns.ip(&["route", "add", "10.78.0.0/16", "via", "10.77.0.2"]);
+        ns
+    };
+    let n1 = node_ns("n1", "10.77.0.1/24");
+    let n2 = node_ns("n2", "10.77.0.3/24");
+    let relay = Netns::new("nrl");
+    lan.attach_veth("br0", "vrly", &relay, "eth0");
+    relay.ip(&["addr", "add", "10.78.0.2/16", "dev", "eth0"]);
+    relay.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    let start = |ns: &Netns, tag: &str| {
+        let mut d = Daemon::start(
+            Some(ns),
+            "labnet-dhcpd",
+            &cfg,
+            &dir.path().join(format!("{tag}.log")),
+        );
+        d.wait_log("serving", Duration::from_secs(20));
+        d
+    };
+    let client_ns: Vec<Netns> = (0..12)
+        .map(|i| {
+            let ns = Netns::new(&format!("c{i}"));
+            lan.attach_veth("br0", &format!("vc{i}"), &ns, "eth0");
+            ns
+        })
+        .collect();
+
+    // Phase 1: node 1 alone binds six clients. Node 2 has loaded the
+    // (empty) lease table and is cut off the bridge meanwhile, so its table
+    // knows nothing of these: when it is back, it offers their addresses
+    // to other clients, and only the database's claim stops those.
+    let mut node1 = start(&n1, "node1");
+    let node2 = start(&n2, "node2");
+    lan.ip(&["link", "set", "vn2", "down"]);
+    let mut clients: Vec<Udhcpc> = client_ns[..6]
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| Udhcpc::start(ns, dir.path(), &format!("c{i}")))
+        .collect();
+    let first: Vec<String> = clients
+        .iter()
+        .map(|c| {
+            let (ip, sid) = c.bound(30);
+            assert_eq!(sid, "10.77.0.1");
+            ip
+        })
+        .collect();
+
+    // Phase 2: node 2 joins; both serve perfdhcp and six more clients.
+    lan.ip(&["link", "set", "vn2", "up"]);
+    let load = relay
+        .cmd("perfdhcp")
+        .args(["-4", "-l", "eth0", "-R", "60000", "-W", "500000"])
+        .args(["-r", "150", "-p", "6"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("perfdhcp");
+    clients.extend(
+        client_ns[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| Udhcpc::start(ns, dir.path(), &format!("c{}", i + 6))),
+    );
+    let acks = perfdhcp_acks(load);
+    assert!(acks >= 500, "only {acks} ACKs from two nodes");
+    let seen: Vec<String> = clients.iter().map(|c| c.bound(30).0).collect();
+    let mut distinct = seen.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        seen.len(),
+        "one address, two clients: {seen:?}"
+    );
+
+    // The database: every client's address is bound to that client, and
+    // there is a bound lease for every ACK perfdhcp saw.
+    let leases: Vec<Value> =
+        match serde_json::from_str(&ctl(&cfg, &["leases", "list", "--json"])).expect("JSON") {
+            Value::Array(v) => v,
+            other => panic!("not an array: {other}"),
+        };
+    assert!(leases.len() as u64 >= acks + 12, "{} leases", leases.len());
+    for (c, ns) in clients.iter().zip(&client_ns) {
+        let ip = c.bound(1).0;
+        let mac = ns.sh("cat /sys/class/net/eth0/address");
+        let row = leases
+            .iter()
+            .find(|l| l["ip"] == ip.as_str())
+            .unwrap_or_else(|| panic!("{ip} not in the database"));
+        assert_eq!(row["mac"].as_str(), Some(mac.trim()), "{ip}");
+    }
+
+    // Phase 3: node 1 dies; its clients renew through node 2.
+    node1.kill9();
+    for c in &clients[..6] {
+        run(Command::new("kill").args(["-USR1", &c.child.id().to_string()]));
+    }
+    for (c, ip) in clients[..6].iter().zip(&first) {
+        let got = wait_for("a renewal through node 2", Duration::from_secs(20), || {
+            c.last().filter(|(_, _, sid)| sid == "10.77.0.3")
+        });
+        assert_eq!(&got.1, ip, "the client lost its address: {got:?}");
+    }
+    let acks = perfdhcp_acks(
+        relay
+            .cmd("perfdhcp")
+            .args(["-4", "-l", "eth0", "-R", "60000", "-W", "500000"])
+            .args(["-r", "100", "-p", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("perfdhcp"),
+    );
+    assert!(acks >= 200, "the survivor served only {acks}");
+    for (name, d) in [("node 1", &node1), ("node 2", &node2)] {
+        let log = d.log_text();
+        eprintln!(
+            "{name}: {} ACKs, {} claims refused by the database",
+            log.matches("DHCPACK").count(),
+            log.matches("held by another client").count()
+        );
+    }
 }

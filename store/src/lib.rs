@@ -99,6 +99,11 @@ pub trait Store: LeaseStore + ReservationStore + ZoneStore + ProfileStore + Send
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Topic>> {
         None
     }
+    /// Whether processes on other machines may write leases here (several
+    /// dhcpd nodes): then each dhcpd follows the others' leases.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Open the store a config's `[store] url` names, creating and migrating it

@@ -41,6 +41,7 @@ on_both_backends!(
     assign_goes_to_the_reservation_when_there_is_one,
     a_watch_sees_another_handles_write,
     concurrent_writers_all_succeed,
+    two_nodes_never_commit_one_address_to_two_clients,
 );
 
 async fn open_store(url: &str) -> Arc<dyn Store> {
@@ -74,11 +75,98 @@ async fn leases_round_trip_and_bump_generation(url: String) {
     // Only the unexpired one is active at t=500.
     let active = s.active_leases(500).await.expect("active");
     assert_eq!(active, vec![a.clone()]);
-    // Upsert replaces.
-    let mut b = a.clone();
+    // The same client renews: written.
+    let mut renewed = a.clone();
+    renewed.expires = 2000;
+    assert!(s
+        .commit_leases(&[renewed.clone()])
+        .await
+        .expect("commit")
+        .is_empty());
+    // Another client may not take the address while it is held: refused,
+    // and the holder's row comes back.
+    let mut b = renewed.clone();
     b.mac = "52:54:00:00:00:09".into();
-    s.commit_leases(&[b.clone()]).await.expect("commit");
+    b.starts = 1500;
+    assert_eq!(
+        s.commit_leases(&[b.clone()]).await.expect("commit"),
+        vec![renewed.clone()]
+    );
+    assert!(s.load_leases().await.expect("load").contains(&renewed));
+    // Once the lease has run out, it may.
+    b.starts = 2000;
+    assert!(s
+        .commit_leases(&[b.clone()])
+        .await
+        .expect("commit")
+        .is_empty());
     assert!(s.load_leases().await.expect("load").contains(&b));
+}
+
+/// Two nodes (two handles) claim the same addresses for different clients
+/// at once: each address ends with exactly one holder, each claim was
+/// either written or refused with the other node's client as holder.
+async fn two_nodes_never_commit_one_address_to_two_clients(url: String) {
+    let a = open_store(&url).await;
+    let b = open_store(&url).await;
+    let claims = |mac: &'static str| -> Vec<Lease> {
+        (0..200u32)
+            .map(|i| {
+                lease(
+                    &std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(),
+                    mac,
+                    1000,
+                )
+            })
+            .collect()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (s, mac) in [
+        (a.clone(), "52:54:00:00:00:0a"),
+        (b.clone(), "52:54:00:00:00:0b"),
+    ] {
+        tasks.spawn(async move {
+            let mut won = Vec::new();
+            // Small batches, interleaving with the other node's.
+            for batch in claims(mac).chunks(10) {
+                let refused = s.commit_leases(batch).await.expect("commit");
+                for l in batch {
+                    match refused.iter().find(|h| h.ip == l.ip) {
+                        Some(h) => assert_ne!(h.mac, mac, "refused in favour of itself"),
+                        None => won.push(l.ip),
+                    }
+                }
+            }
+            (mac, won)
+        });
+    }
+    let mut winner = std::collections::HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (mac, won) = r.expect("task");
+        for ip in won {
+            assert!(winner.insert(ip, mac).is_none(), "{ip} committed to both");
+        }
+    }
+    let stored = a.load_leases().await.expect("load");
+    assert_eq!(stored.len(), 200);
+    // A node follows the other's writes: all rows since 0, then only what
+    // was written after.
+    let (all, last) = a.leases_since(0).await.expect("since");
+    assert_eq!(all.len(), 200);
+    let (none, same) = a.leases_since(last).await.expect("since");
+    assert!(none.is_empty());
+    assert_eq!(same, last);
+    assert!(b
+        .commit_leases(&[lease("10.9.9.9", "52:54:00:00:00:0b", 1000)])
+        .await
+        .expect("commit")
+        .is_empty());
+    let (new, newer) = a.leases_since(last).await.expect("since");
+    assert_eq!(new, vec![lease("10.9.9.9", "52:54:00:00:00:0b", 1000)]);
+    assert!(newer > last);
+    for l in stored {
+        assert_eq!(winner.get(&l.ip).copied(), Some(l.mac.as_str()), "{}", l.ip);
+    }
 }
 
 async fn admin_release_bumps_both_counters(url: String) {

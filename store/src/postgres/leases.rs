@@ -1,10 +1,12 @@
 //! Leases on PostgreSQL.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use sqlx::{QueryBuilder, Row};
 
 use super::{bump, PgStore};
+use crate::leases::{last_per_address, CLAIM};
 use crate::{ip_from_db, ip_to_db, Lease, LeaseState, LeaseStore, Result, StoreError, Topic};
 
 /// Rows per INSERT statement (7 parameters a row; PostgreSQL allows 65535).
@@ -34,14 +36,20 @@ impl LeaseStore for PgStore {
         rows.iter().map(lease_from_row).collect()
     }
 
-    async fn commit_leases(&self, leases: &[Lease]) -> Result<()> {
+    async fn commit_leases(&self, leases: &[Lease]) -> Result<Vec<Lease>> {
         if leases.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let leases = last_per_address(leases);
         let mut tx = self.write().await?;
+        // Bump first: the new generation marks every row this write
+        // touches, and holding the counter's row lock serialises writers,
+        // so rows become visible in `seq` order.
+        let seq = bump_returning(&mut tx).await?;
+        let mut written = HashSet::with_capacity(leases.len());
         for chunk in leases.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::new(
-                "INSERT INTO leases (ip, mac, client_id, hostname, state, starts, expires) ",
+                "INSERT INTO leases (ip, mac, client_id, hostname, state, starts, expires, seq) ",
             );
             q.push_values(chunk, |mut b, l| {
                 b.push_bind(ip_to_db(l.ip))
@@ -50,18 +58,51 @@ impl LeaseStore for PgStore {
                     .push_bind(&l.hostname)
                     .push_bind(l.state.as_str())
                     .push_bind(l.starts)
-                    .push_bind(l.expires);
+                    .push_bind(l.expires)
+                    .push_bind(seq);
             });
-            q.push(
-                " ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, client_id = excluded.client_id, \
-                 hostname = excluded.hostname, state = excluded.state, starts = excluded.starts, \
-                 expires = excluded.expires",
-            );
-            q.build().execute(&mut *tx).await?;
+            q.push(CLAIM);
+            let ips: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            written.extend(ips);
         }
-        bump(&mut tx, Topic::Leases).await?;
+        let refused: Vec<i64> = leases
+            .iter()
+            .map(|l| ip_to_db(l.ip))
+            .filter(|ip| !written.contains(ip))
+            .collect();
+        let mut holders = Vec::new();
+        if !refused.is_empty() {
+            let mut q = QueryBuilder::new(
+                "SELECT ip, mac, client_id, hostname, state, starts, expires FROM leases WHERE ip IN (",
+            );
+            let mut list = q.separated(", ");
+            for ip in &refused {
+                list.push_bind(*ip);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                holders.push(lease_from_row(&row)?);
+            }
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(holders)
+    }
+
+    async fn leases_since(&self, seq: i64) -> Result<(Vec<Lease>, i64)> {
+        let rows = sqlx::query(
+            "SELECT ip, mac, client_id, hostname, state, starts, expires, seq FROM leases \
+             WHERE seq > $1",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut last = seq;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            last = last.max(row.try_get("seq")?);
+            out.push(lease_from_row(row)?);
+        }
+        Ok((out, last))
     }
 
     async fn active_leases(&self, now: i64) -> Result<Vec<Lease>> {
@@ -92,4 +133,17 @@ impl LeaseStore for PgStore {
         tx.commit().await?;
         Ok(n > 0)
     }
+}
+
+/// Bump the `leases` counter and return its new value.
+async fn bump_returning(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<i64> {
+    let gen: i64 = sqlx::query_scalar(
+        "UPDATE generations SET gen = gen + 1 WHERE topic = 'leases' RETURNING gen",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify('labnet', 'leases')")
+        .execute(&mut **tx)
+        .await?;
+    Ok(gen)
 }

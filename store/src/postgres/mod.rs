@@ -163,4 +163,8 @@ impl Store for PgStore {
         });
         Some(tx.subscribe())
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
 }
