@@ -155,6 +155,11 @@ pub struct TftpConfig {
     /// Retransmission timeout before back-off (RFC 2349 lets the client ask for another).
     pub timeout: Duration,
     pub retries: u32,
+    /// A transfer with no progress for this long ends, whatever the client's
+    /// timeout and the back-off say.
+    pub max_stall: Duration,
+    /// No transfer lives longer than this.
+    pub max_transfer_time: Duration,
 }
 
 /// `[pxe]`: what DHCP tells a network-booting client.

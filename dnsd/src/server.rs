@@ -1,6 +1,6 @@
 //! Sockets, the view reloader and NOTIFY: everything with I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -127,13 +127,18 @@ impl Server {
         };
         // Follow the store from before the first build, so no write is
         // missed between the two.
-        let watch = watch(self.store.clone(), &[Topic::Zones, Topic::Leases]).await?;
+        let watch = watch(
+            self.store.clone(),
+            &[Topic::Zones, Topic::Leases, Topic::Reservations],
+        )
+        .await?;
         let mut reloader = Reloader {
             store: self.store.clone(),
             leases_to,
             acl,
             serials: SerialState::default(),
             next_expiry: None,
+            refused: HashSet::new(),
         };
         let first = reloader.rebuild().await?;
         let serials0 = serials(&first);
@@ -220,6 +225,8 @@ struct Reloader {
     acl: TransferAcl,
     serials: SerialState,
     next_expiry: Option<i64>,
+    /// Lease names refused at the last build, so each refusal is logged once.
+    refused: HashSet<(Ipv4Addr, String)>,
 }
 
 impl Reloader {
@@ -239,11 +246,27 @@ impl Reloader {
             } else {
                 Vec::new()
             },
+            reservations: if self.leases_to.is_some() {
+                self.store.reservations().await?
+            } else {
+                Vec::new()
+            },
         };
         let built = build(&snap, self.leases_to.as_ref(), &mut self.serials, now);
         for w in &built.warnings {
             tracing::warn!(problem = %w, "record skipped");
         }
+        let mut refused = HashSet::new();
+        for n in &built.refused {
+            let key = (n.ip, n.name.clone());
+            if !self.refused.contains(&key) {
+                if let Err(why) = &n.outcome {
+                    tracing::warn!(ip = %n.ip, name = %n.name, reason = %why, "lease name refused");
+                }
+            }
+            refused.insert(key);
+        }
+        self.refused = refused;
         self.next_expiry = built.next_expiry;
         let view = View::new(built.catalog, self.acl.clone());
         tracing::debug!(

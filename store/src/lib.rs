@@ -30,6 +30,7 @@
 
 mod error;
 mod leases;
+mod names;
 mod postgres;
 mod profiles;
 mod reservations;
@@ -43,6 +44,9 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
+pub use names::{
+    admin_names, fqdn, lease_label, lease_names, synthesized_ns, LeaseName, NameRefusal,
+};
 pub use postgres::PgStore;
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
