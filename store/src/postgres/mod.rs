@@ -126,17 +126,12 @@ async fn listen(pool: PgPool, tx: broadcast::Sender<Topic>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => {
-                    warned = false;
-                    if let Some(t) = Topic::ALL.iter().find(|t| t.as_str() == n.payload()) {
-                        // No receiver is fine: nobody watches that topic.
-                        let _ = tx.send(*t);
-                    }
-                }
-                // The connection dropped; reconnect through the outer loop.
-                Ok(None) | Err(_) => break,
+        // `Ok(None)` or an error: the connection dropped; reconnect.
+        while let Ok(Some(n)) = listener.try_recv().await {
+            warned = false;
+            if let Some(t) = Topic::ALL.iter().find(|t| t.as_str() == n.payload()) {
+                // No receiver is fine: nobody watches that topic.
+                let _ = tx.send(*t);
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
