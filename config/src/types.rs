@@ -181,10 +181,23 @@ pub struct PxeConfig {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
-    /// Clients allowed to recurse (recursion comes with its own release).
+    /// Clients allowed to recurse; everyone else gets REFUSED for names
+    /// outside the local zones.
     pub recursion_allowed: Vec<IpNet>,
-    pub root_hints: Option<PathBuf>,
+    /// Root server addresses read from `root_hints = FILE` (a zone file of
+    /// NS and A/AAAA records); `None` means the built-in IANA root hints.
+    pub root_hints: Option<RootHints>,
+    /// Recursive servers to forward to instead of iterating from the root.
     pub forwarders: Vec<SocketAddr>,
+    /// `[[dns.forward]]`: conditional forwarding per domain.
+    pub forward: Vec<ForwardZone>,
+    /// Bytes the recursion cache may hold.
+    pub cache_size: u64,
+    /// TTL clamps for cached answers (seconds).
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    /// Longest time a negative answer is cached (RFC 2308 §5).
+    pub max_negative_ttl: u32,
     /// Zone the names of DHCP clients live in (`<hostname>.<lease_zone>`).
     pub lease_zone: Option<String>,
     /// TTL of the A/PTR records made from leases.
@@ -193,6 +206,21 @@ pub struct DnsConfig {
     pub secondaries: Vec<SocketAddr>,
     /// Extra sources allowed AXFR (besides the secondaries).
     pub allow_transfer: Vec<IpNet>,
+}
+
+/// `root_hints = FILE`, read and checked at start.
+#[derive(Debug, Clone)]
+pub struct RootHints {
+    pub path: PathBuf,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// `[[dns.forward]] zone = "corp.example" servers = ["10.1.1.1:53"]`.
+#[derive(Debug, Clone)]
+pub struct ForwardZone {
+    /// Lowercase, without the trailing dot.
+    pub zone: String,
+    pub servers: Vec<SocketAddr>,
 }
 
 impl DnsConfig {
