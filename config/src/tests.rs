@@ -103,3 +103,28 @@ options = [
     assert_eq!(o[2].data, [0xde, 0xad, 0xbe, 0xef]);
     assert_eq!(o[3].data, [0x05, 0xdc]);
 }
+
+#[test]
+fn dns_recursion_keys() {
+    let c = Config::load(dir("tests/valid/dns-recursion.toml")).expect("valid");
+    let d = c.dns.expect("dns");
+    assert_eq!(d.cache_size, 128 << 20);
+    assert_eq!((d.min_ttl, d.max_ttl, d.max_negative_ttl), (5, 3600, 600));
+    assert_eq!(d.forward.len(), 2);
+    assert_eq!(d.forward[1].zone, "lab2.example");
+    assert!(d.root_hints.is_none());
+    let hints = std::env::temp_dir().join(format!("labnet-hints-{}", std::process::id()));
+    std::fs::write(
+        &hints,
+        ".  3600000 NS a.root-servers.net.\na.root-servers.net. 3600000 IN A 127.0.0.2\n; c\nb.root-servers.net. 3600000 AAAA ::1\n",
+    )
+    .expect("write");
+    let text = format!(
+        "[store]\nurl = \"sqlite:///tmp/x.db\"\n[dns]\nlisten = [\"127.0.0.1:53\"]\nroot_hints = \"{}\"\n",
+        hints.display()
+    );
+    let c = Config::parse(&text, "x.toml").expect("hints");
+    let h = c.dns.expect("dns").root_hints.expect("hints");
+    assert_eq!(h.addrs.len(), 2);
+    let _ = std::fs::remove_file(&hints);
+}

@@ -9,7 +9,7 @@
 //!               (semaphore on concurrent resolutions)
 //!          ─▶ [[dns.forward]] zone ─▶ Forward to its servers
 //!             forwarders          ─▶ Forward
-//!             else                ─▶ Iterate from the root hints (hickory)
+//!             else                ─▶ Iterate from the root hints
 //! ```
 //!
 //! Bounds: at most [`MAX_RESOLUTIONS`] resolutions in flight (the
@@ -19,6 +19,7 @@
 //! so a client that gives up does not cancel it for the others waiting.
 
 pub mod cache;
+pub mod iterate;
 pub mod private;
 pub mod upstream;
 
@@ -36,8 +37,9 @@ use crate::handler::View;
 use crate::pipeline::{Flow, Link, LinkFuture};
 use crate::query::{Answer, Ede, QueryCtx};
 use cache::{Cache, Key, TtlPolicy, Upstreamed};
+use iterate::Iterate;
 use private::PrivateZones;
-use upstream::{Forward, Iterate, Upstream, UpstreamError};
+use upstream::{Forward, Upstream, UpstreamError};
 
 /// Resolutions in flight at once (Unbound's num-queries-per-thread is 1024
 /// on a 64-bit build; hickory multiplexes them over few sockets).
@@ -84,8 +86,6 @@ pub const IANA_ROOTS: [IpAddr; 26] = [
 pub enum RecursionError {
     #[error("dns.forward: `{zone}` is not a domain name: {reason}")]
     ForwardZone { zone: String, reason: String },
-    #[error("cannot start the iterator: {0}")]
-    Iterator(String),
 }
 
 type Outcome = Arc<Result<Upstreamed, String>>;
@@ -131,7 +131,7 @@ impl Recursion {
                 Some(h) => h.addrs.clone(),
                 None => IANA_ROOTS.to_vec(),
             };
-            Arc::new(Iterate::new(&roots).map_err(RecursionError::Iterator)?)
+            Arc::new(Iterate::new(&roots))
         };
         let ttl = TtlPolicy {
             min_ttl: dns.min_ttl,
