@@ -177,7 +177,7 @@ pub enum Step {
     Ready(Reply),
     /// A link is still working (recursion): run the pipeline to its end off
     /// the socket thread, then send `ctx.reply(..)`.
-    Pending(QueryCtx),
+    Pending(Box<QueryCtx>),
 }
 
 /// Answer one DNS message received from `src` at `now`: the reply cache,
@@ -209,7 +209,7 @@ pub fn handle(
         // The future is dropped here; the caller runs the pipeline again
         // where it may wait. Whatever the first poll started upstream (a
         // resolution task) goes on and the second run joins it.
-        Poll::Pending => Step::Pending(ctx),
+        Poll::Pending => Step::Pending(Box::new(ctx)),
     }
 }
 

@@ -11,7 +11,8 @@
 //! other zones cannot look right by accident.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use labnet_integration::*;
@@ -236,7 +237,25 @@ struct Internet {
     dir: tempfile::TempDir,
     ns: Netns,
     hints: PathBuf,
+    /// NSD, the poisoner, Unbound: killed by PID and reaped on drop.
+    children: Mutex<Vec<Child>>,
 }
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        for c in lock(&self.children).iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An NSD process: its name, addresses, and (origin, zone text) pairs.
+type NsdProc<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>);
 
 fn nsd_conf(d: &Path, addrs: &[&str], zones: &[(&str, PathBuf)]) -> String {
     let mut c = String::from("server:\n");
@@ -288,7 +307,8 @@ impl Internet {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let ns = Netns::new(tag);
-        let mut procs: Vec<(&str, Vec<&str>, Vec<(&str, String)>)> = vec![
+        let mut children = Vec::new();
+        let mut procs: Vec<NsdProc> = vec![
             (
                 "root",
                 vec!["127.0.0.2"],
@@ -328,24 +348,28 @@ impl Internet {
                 .collect();
             let conf = write_file(&d, "nsd.conf", &nsd_conf(&d, addrs, &files));
             let log = std::fs::File::create(d.join("nsd.log")).expect("log");
-            ns.cmd("nsd")
-                .args(["-d", "-c"])
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup"))
-                .stderr(log)
-                .spawn()
-                .expect("start nsd");
+            children.push(
+                ns.cmd("nsd")
+                    .args(["-d", "-c"])
+                    .arg(&conf)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("dup"))
+                    .stderr(log)
+                    .spawn()
+                    .expect("start nsd"),
+            );
         }
         ns.ip(&["addr", "add", "127.0.3.1/32", "dev", "lo"]);
         let py = write_file(dir.path(), "poisoner.py", POISONER);
-        ns.cmd("/usr/bin/python3")
-            .arg(&py)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("poisoner.log")).expect("log"))
-            .spawn()
-            .expect("start the poisoner");
+        children.push(
+            ns.cmd("/usr/bin/python3")
+                .arg(&py)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("poisoner.log")).expect("log"))
+                .spawn()
+                .expect("start the poisoner"),
+        );
         // 127.0.1.9 is a black hole (on loopback an unused port would
         // answer at once with ICMP unreachable).
         ns.sh("nft add table inet blackhole && \
@@ -356,7 +380,12 @@ impl Internet {
             "root.hints",
             ".                    3600000 NS a.root-servers.net.\na.root-servers.net. 3600000 A  127.0.0.2\n",
         );
-        let net = Internet { dir, ns, hints };
+        let net = Internet {
+            dir,
+            ns,
+            hints,
+            children: Mutex::new(children),
+        };
         for (addr, zone) in [
             ("127.0.0.2", "."),
             ("127.0.0.11", "com"),
@@ -447,7 +476,8 @@ remote-control:
             ),
         );
         self.ns.ip(&["addr", "add", "127.0.0.53/32", "dev", "lo"]);
-        self.ns
+        let child = self
+            .ns
             .cmd("unbound")
             .args(["-d", "-c"])
             .arg(&conf)
@@ -456,6 +486,7 @@ remote-control:
             .stderr(std::fs::File::create(d.join("unbound.log")).expect("log"))
             .spawn()
             .expect("start unbound");
+        lock(&self.children).push(child);
         wait_for("unbound to answer", Duration::from_secs(20), || {
             self.dig("127.0.0.53", ". SOA")
                 .contains("status: NOERROR")

@@ -474,10 +474,3 @@ impl Upstream for Iterate {
             .await
     }
 }
-
-/// Delegations remembered (for logs and tests).
-impl Iterate {
-    pub fn known_zones(&self) -> usize {
-        lock(&self.delegations).len()
-    }
-}

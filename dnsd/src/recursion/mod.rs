@@ -88,7 +88,9 @@ pub enum RecursionError {
     ForwardZone { zone: String, reason: String },
 }
 
-type Outcome = Arc<Result<Upstreamed, String>>;
+/// What a resolution ended with, shared by everyone waiting on it: the
+/// answer, or why not.
+type Outcome = Option<Arc<Result<Upstreamed, Ede>>>;
 
 /// Shared between client futures and the resolution tasks they start.
 struct Inner {
@@ -98,7 +100,7 @@ struct Inner {
     default: Arc<dyn Upstream>,
     cache: Mutex<Cache>,
     ttl: TtlPolicy,
-    inflight: Mutex<HashMap<Key, watch::Receiver<Option<(Outcome, Option<Ede>)>>>>,
+    inflight: Mutex<HashMap<Key, watch::Receiver<Outcome>>>,
     resolutions: Arc<Semaphore>,
     deadline: Duration,
 }
@@ -201,14 +203,9 @@ impl Inner {
         let mut rx = self.clone().join_or_start(key, ctx);
         let waited = tokio::time::timeout(self.deadline, rx.wait_for(|v| v.is_some())).await;
         let answer = match waited {
-            Ok(Ok(v)) => match v.as_ref() {
-                Some((outcome, ede)) => match outcome.as_ref() {
-                    Ok(u) => to_answer(u.clone()),
-                    Err(_) => Answer::servfail(
-                        ede.clone()
-                            .unwrap_or_else(|| Ede::new(Ede::OTHER, "resolution failed")),
-                    ),
-                },
+            Ok(Ok(v)) => match v.as_ref().map(|o| o.as_ref()) {
+                Some(Ok(u)) => to_answer(u.clone()),
+                Some(Err(ede)) => Answer::servfail(ede.clone()),
                 None => Answer::servfail(Ede::new(Ede::OTHER, "resolution lost")),
             },
             Ok(Err(_)) => Answer::servfail(Ede::new(Ede::OTHER, "resolution task ended")),
@@ -225,11 +222,7 @@ impl Inner {
     }
 
     /// Wait on the resolution of `key` already in flight, or start one.
-    fn join_or_start(
-        self: Arc<Self>,
-        key: Key,
-        ctx: &QueryCtx,
-    ) -> watch::Receiver<Option<(Outcome, Option<Ede>)>> {
+    fn join_or_start(self: Arc<Self>, key: Key, ctx: &QueryCtx) -> watch::Receiver<Outcome> {
         let mut inflight = lock(&self.inflight);
         if let Some(rx) = inflight.get(&key) {
             return rx.clone();
@@ -258,20 +251,20 @@ impl Inner {
                 }
                 Err(_) => Err(UpstreamError::Other("shutting down".into())),
             };
-            let (outcome, ede) = match result {
+            let outcome = match result {
                 Ok(u) => {
                     if let Some(ttl) = me.ttl.ttl(&u) {
                         lock(&me.cache).insert(key.clone(), u.clone(), ttl, Instant::now());
                     }
-                    (Ok(u), None)
+                    Ok(u)
                 }
                 Err(e) => {
                     tracing::debug!(name = %query.name(), qtype = %query.query_type(), error = %e, "resolution failed");
-                    (Err(e.to_string()), Some(e.ede()))
+                    Err(e.ede())
                 }
             };
             lock(&me.inflight).remove(&key);
-            let _ = tx.send(Some((Arc::new(outcome), ede)));
+            let _ = tx.send(Some(Arc::new(outcome)));
         });
         rx
     }
