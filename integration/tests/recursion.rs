@@ -124,7 +124,7 @@ fn leaves() -> Vec<(char, &'static str, String)> {
             leaf(
                 "glue.com",
                 &[("ns1.glue.com.", "127.0.1.1")],
-                &format!("www A 192.0.2.10\nbig TXT{big}\n"),
+                &format!("www A 192.0.2.10\nshort 2 A 192.0.2.12\nbig TXT{big}\n"),
             ),
         ),
         (
@@ -594,6 +594,11 @@ fn iterates_a_fake_internet_as_unbound_does() {
     assert_eq!(answers(&big).len(), 1, "{big}");
     assert!(big.contains("\"00-") && big.contains("\"39-"), "{big}");
 
+    // A 2-second answer, to be served stale later.
+    let short = net.dig("127.0.0.1", "short.glue.com A");
+    assert!(short.contains("192.0.2.12"), "{short}");
+    let short_at = Instant::now();
+
     // Cached: with every leaf server now unreachable, the same questions
     // (positive, NXDOMAIN, NODATA) are still answered, so no upstream query
     // was needed.
@@ -610,6 +615,21 @@ fn iterates_a_fake_internet_as_unbound_does() {
             "{q}: not from the cache"
         );
     }
+    // Serve-stale (RFC 8767): expired, its server unreachable, the old
+    // answer still comes, with TTL 30 and EDE 3, within the 1.8 s wait.
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(short_at.elapsed()));
+    let start = Instant::now();
+    let out = net.dig("127.0.0.1", "short.glue.com A");
+    assert_eq!(status(&out), "NOERROR", "{out}\nlog:\n{}", dnsd.log_text());
+    assert!(
+        out.contains("192.0.2.12") && out.contains("EDE: 3"),
+        "{out}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
     // Lab-style ACL: another source address on the same host is refused,
     // with RA clear and an EDE saying why.
     let out = net.dig("127.0.0.1", "-b 127.0.0.5 www.glue.com A");

@@ -1,6 +1,8 @@
 //! The recursion cache: whole answers keyed by question, bounded in bytes,
-//! positive and negative (RFC 2308), served with TTLs counted down. Pure:
-//! the caller passes `now`.
+//! positive and negative (RFC 2308), served with TTLs counted down; expired
+//! answers are kept for [`STALE_WINDOW`] more so they can be served stale
+//! when the authorities cannot be reached (RFC 8767), and popular answers
+//! close to expiry are flagged for prefetch. Pure: the caller passes `now`.
 //!
 //! Entries are only ever stored under the question that was asked, so a
 //! record an upstream server adds for another name cannot land in the cache
@@ -71,12 +73,38 @@ impl TtlPolicy {
     }
 }
 
+/// How long past its TTL an answer may still be served stale (RFC 8767
+/// §5 suggests 1 to 3 days; the byte budget bounds it too).
+pub const STALE_WINDOW: Duration = Duration::from_secs(86_400);
+/// RFC 8767 §4: the TTL of a stale answer.
+pub const STALE_TTL: u32 = 30;
+/// Prefetch when less than a tenth of the TTL is left, for answers asked
+/// at least this often and living at least [`PREFETCH_MIN_TTL`] seconds
+/// (Unbound's `prefetch` uses the same tenth).
+const PREFETCH_HITS: u32 = 2;
+const PREFETCH_MIN_TTL: u32 = 10;
+
 #[derive(Debug)]
 struct Entry {
     answer: Upstreamed,
     stored: Instant,
     ttl: u32,
     bytes: usize,
+    hits: u32,
+}
+
+/// What the cache holds for a question.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Fresh, TTLs counted down; `prefetch` when it is popular and about
+    /// to expire.
+    Fresh {
+        answer: Upstreamed,
+        prefetch: bool,
+    },
+    /// Expired but within the stale window, TTLs set to [`STALE_TTL`].
+    Stale(Upstreamed),
+    Miss,
 }
 
 /// Least recently used entries go first when the byte budget is reached.
@@ -105,20 +133,42 @@ impl Cache {
 
     /// The answer for `key` with TTLs counted down, if still fresh.
     pub fn get(&mut self, key: &Key, now: Instant) -> Option<Upstreamed> {
-        let e = self.map.get(key)?;
+        match self.lookup(key, now) {
+            Lookup::Fresh { answer, .. } => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Fresh, stale or nothing for `key` at `now`.
+    pub fn lookup(&mut self, key: &Key, now: Instant) -> Lookup {
+        let Some(e) = self.map.get_mut(key) else {
+            return Lookup::Miss;
+        };
         let age = now.saturating_duration_since(e.stored);
-        if age >= Duration::from_secs(u64::from(e.ttl)) {
+        let ttl = Duration::from_secs(u64::from(e.ttl));
+        if age >= ttl + STALE_WINDOW {
             if let Some(old) = self.map.pop(key) {
                 self.bytes -= old.bytes;
             }
-            return None;
+            return Lookup::Miss;
         }
-        let left = e.ttl - age.as_secs() as u32;
         let mut a = e.answer.clone();
+        if age >= ttl {
+            for r in a.answers.iter_mut().chain(a.authorities.iter_mut()) {
+                r.ttl = STALE_TTL;
+            }
+            return Lookup::Stale(a);
+        }
+        e.hits = e.hits.saturating_add(1);
+        let left = e.ttl - age.as_secs() as u32;
         for r in a.answers.iter_mut().chain(a.authorities.iter_mut()) {
             r.ttl = r.ttl.min(left);
         }
-        Some(a)
+        let prefetch = e.hits >= PREFETCH_HITS && e.ttl >= PREFETCH_MIN_TTL && left <= e.ttl / 10;
+        Lookup::Fresh {
+            answer: a,
+            prefetch,
+        }
     }
 
     /// Store `answer` for `ttl` seconds (0: not at all).
@@ -144,6 +194,7 @@ impl Cache {
                 stored: now,
                 ttl,
                 bytes,
+                hits: 0,
             },
         ) {
             self.bytes -= old.bytes;
@@ -247,8 +298,32 @@ mod tests {
         );
         assert_eq!(got.map(|a| a.answers[0].ttl), Some(35));
         assert!(c.get(&k, t0 + Duration::from_secs(60)).is_none());
+        // Expired: stale, with RFC 8767's TTL, until the window closes.
+        match c.lookup(&k, t0 + Duration::from_secs(600)) {
+            Lookup::Stale(a) => assert_eq!(a.answers[0].ttl, STALE_TTL),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            c.lookup(&k, t0 + Duration::from_secs(60) + STALE_WINDOW),
+            Lookup::Miss
+        ));
         assert!(c.is_empty());
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn popular_entries_near_expiry_are_flagged_for_prefetch() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(1 << 20);
+        let k = Key::new(&n("a.example."), RecordType::A);
+        c.insert(k.clone(), positive(100), 100, t0);
+        let pf = |c: &mut Cache, s| match c.lookup(&k, t0 + Duration::from_secs(s)) {
+            Lookup::Fresh { prefetch, .. } => prefetch,
+            other => panic!("{other:?}"),
+        };
+        assert!(!pf(&mut c, 10));
+        assert!(!pf(&mut c, 50));
+        assert!(pf(&mut c, 95));
     }
 
     #[test]

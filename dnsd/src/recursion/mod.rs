@@ -5,6 +5,7 @@
 //! QueryCtx ─▶ may recurse? RD set? ──no──▶ Continue (REFUSED at the end)
 //!          ─▶ RFC 6303 private reverse zone ─▶ answered here
 //!          ─▶ cache (bytes-bounded, + and −) ─hit─▶ answered at once
+//!               (popular entries near expiry are refreshed in the background)
 //!          ─▶ in flight already? wait for it : start one resolution task
 //!               (semaphore on concurrent resolutions)
 //!          ─▶ [[dns.forward]] zone ─▶ Forward to its servers
@@ -16,7 +17,9 @@
 //! semaphore), each client query waits at most `deadline` (then SERVFAIL
 //! with an Extended DNS Error), identical questions in flight are resolved
 //! once, the cache is bounded in bytes. The resolution runs in its own task,
-//! so a client that gives up does not cancel it for the others waiting.
+//! so a client that gives up does not cancel it for the others waiting. When
+//! the cache still holds an expired answer and a fresh one fails or takes
+//! longer than 1.8 s, the stale one is served (RFC 8767) with EDE 3.
 
 pub mod cache;
 pub mod iterate;
@@ -36,7 +39,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::handler::View;
 use crate::pipeline::{Flow, Link, LinkFuture};
 use crate::query::{Answer, Ede, QueryCtx};
-use cache::{Cache, Key, TtlPolicy, Upstreamed};
+use cache::{Cache, Key, Lookup, TtlPolicy, Upstreamed};
 use iterate::Iterate;
 use private::PrivateZones;
 use upstream::{Forward, Upstream, UpstreamError};
@@ -46,6 +49,9 @@ use upstream::{Forward, Upstream, UpstreamError};
 pub const MAX_RESOLUTIONS: usize = 1024;
 /// How long one client query may wait for its answer.
 pub const DEADLINE: Duration = Duration::from_secs(4);
+/// RFC 8767 §5: with a stale answer at hand, how long a client waits for a
+/// fresh one before it gets the stale one.
+pub const STALE_CLIENT_WAIT: Duration = Duration::from_millis(1800);
 /// How long a forwarder gets before the next one is tried.
 const FORWARD_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -197,11 +203,24 @@ impl Inner {
             return Flow::Answer(a);
         }
         let key = Key::new(&ctx.qname, ctx.qtype);
-        if let Some(hit) = lock(&self.cache).get(&key, ctx.now) {
-            return Flow::Answer(to_answer(hit));
-        }
+        let lookup = lock(&self.cache).lookup(&key, ctx.now);
+        let stale = match lookup {
+            Lookup::Fresh { answer, prefetch } => {
+                if prefetch {
+                    // Refresh in the background; this client is answered now.
+                    drop(self.clone().join_or_start(key, ctx));
+                }
+                return Flow::Answer(to_answer(answer));
+            }
+            Lookup::Stale(a) => Some(a),
+            Lookup::Miss => None,
+        };
         let mut rx = self.clone().join_or_start(key, ctx);
-        let waited = tokio::time::timeout(self.deadline, rx.wait_for(|v| v.is_some())).await;
+        let wait = match stale {
+            Some(_) => STALE_CLIENT_WAIT.min(self.deadline),
+            None => self.deadline,
+        };
+        let waited = tokio::time::timeout(wait, rx.wait_for(|v| v.is_some())).await;
         let answer = match waited {
             Ok(Ok(v)) => match v.as_ref().map(|o| o.as_ref()) {
                 Some(Ok(u)) => to_answer(u.clone()),
@@ -211,8 +230,21 @@ impl Inner {
             Ok(Err(_)) => Answer::servfail(Ede::new(Ede::OTHER, "resolution task ended")),
             Err(_) => Answer::servfail(Ede::new(
                 Ede::NO_REACHABLE_AUTHORITY,
-                format!("no answer within {} s", self.deadline.as_secs()),
+                format!("no answer within {} ms", wait.as_millis()),
             )),
+        };
+        let answer = match (answer.rcode, stale) {
+            // RFC 8767: the authorities failed us; the stale answer, said so.
+            (ResponseCode::ServFail, Some(s)) => {
+                tracing::debug!(name = %ctx.qname, qtype = %ctx.qtype, reason = ?answer.ede, "serving stale");
+                let mut a = to_answer(s);
+                a.ede = Some(Ede::new(
+                    Ede::STALE_ANSWER,
+                    answer.ede.map(|e| e.text).unwrap_or_default(),
+                ));
+                a
+            }
+            (_, _) => answer,
         };
         if answer.rcode == ResponseCode::ServFail {
             tracing::debug!(peer = %ctx.src, name = %ctx.qname, qtype = %ctx.qtype,

@@ -95,8 +95,12 @@ const OUTSIDER: &str = "192.0.2.77:4000";
 
 /// Run the pipeline as the server does: polled once, then to the end.
 async fn ask(p: &Pipeline, v: &View, from: &str, bytes: &[u8]) -> (Message, bool) {
+    ask_at(p, v, from, bytes, Instant::now()).await
+}
+
+async fn ask_at(p: &Pipeline, v: &View, from: &str, bytes: &[u8], now: Instant) -> (Message, bool) {
     let src: SocketAddr = from.parse().expect("addr");
-    let (reply, waited) = match handle(bytes, src, Transport::Udp, v, p, Instant::now()) {
+    let (reply, waited) = match handle(bytes, src, Transport::Udp, v, p, now) {
         Step::Ready(r) => (r, false),
         Step::Pending(ctx) => (ctx.reply(&p.run(&ctx, v).await), true),
     };
@@ -190,4 +194,26 @@ async fn private_reverse_is_local_and_a_silent_upstream_is_servfail_with_ede() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(ede(&r), Some(22));
     assert_eq!(script.asked.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn popular_answers_are_prefetched_before_they_expire() {
+    let (script, p, v) = setup(Duration::ZERO);
+    let t0 = Instant::now();
+    let q = query("x.example.", true);
+    ask_at(&p, &v, ALLOWED, &q, t0).await;
+    ask_at(&p, &v, ALLOWED, &q, t0 + Duration::from_secs(10)).await;
+    assert_eq!(script.asked.load(Ordering::SeqCst), 1);
+    // 285 s into a 300 s TTL: answered from the cache at once, and a
+    // refresh goes upstream in the background.
+    let (m, waited) = ask_at(&p, &v, ALLOWED, &q, t0 + Duration::from_secs(285)).await;
+    assert!(!waited);
+    assert_eq!(m.answers.len(), 1);
+    for _ in 0..100 {
+        if script.asked.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(script.asked.load(Ordering::SeqCst), 2);
 }
