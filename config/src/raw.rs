@@ -161,6 +161,8 @@ struct RawDns {
     max_ttl: Spanned<u32>,
     #[serde(default = "default_max_negative_ttl")]
     max_negative_ttl: u32,
+    #[serde(default = "yes")]
+    qname_minimisation: bool,
     lease_zone: Option<Spanned<String>>,
     #[serde(default = "default_lease_ttl")]
     lease_ttl: u32,
@@ -766,6 +768,7 @@ impl RawDns {
             min_ttl: self.min_ttl,
             max_ttl: self.max_ttl.into_inner(),
             max_negative_ttl: self.max_negative_ttl,
+            qname_minimisation: self.qname_minimisation,
             lease_zone: self.lease_zone.map(|z| z.into_inner()),
             lease_ttl: self.lease_ttl,
             secondaries: self.secondaries,

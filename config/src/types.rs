@@ -198,6 +198,8 @@ pub struct DnsConfig {
     pub max_ttl: u32,
     /// Longest time a negative answer is cached (RFC 2308 §5).
     pub max_negative_ttl: u32,
+    /// Ask each zone's servers only about the next label (RFC 9156).
+    pub qname_minimisation: bool,
     /// Zone the names of DHCP clients live in (`<hostname>.<lease_zone>`).
     pub lease_zone: Option<String>,
     /// TTL of the A/PTR records made from leases.

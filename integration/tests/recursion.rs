@@ -212,7 +212,8 @@ fn leaves() -> Vec<(char, &'static str, String)> {
 /// Answers anything under evil.com, and slips in records for glue.com (a
 /// zone it has no authority over) in every section it can.
 const POISONER: &str = r#"
-import socket, dns.message, dns.rrset, dns.flags, dns.rcode
+import socket, sys, dns.message, dns.rrset, dns.flags, dns.rcode
+seen = open(sys.argv[1], "a", buffering=1)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.3.1", 53))
 while True:
@@ -224,6 +225,7 @@ while True:
     r = dns.message.make_response(q)
     r.flags |= dns.flags.AA
     qn = q.question[0].name
+    seen.write("%s %d\n" % (qn.to_text().lower(), q.question[0].rdtype))
     if qn.to_text().endswith("evil.com.") and q.question[0].rdtype == 1:
         r.answer.append(dns.rrset.from_text(qn, 300, "IN", "A", "192.0.2.66"))
     r.answer.append(dns.rrset.from_text("www.glue.com.", 300, "IN", "A", "6.6.6.6"))
@@ -364,6 +366,7 @@ impl Internet {
         children.push(
             ns.cmd("/usr/bin/python3")
                 .arg(&py)
+                .arg(dir.path().join("poisoner.seen"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join("poisoner.log")).expect("log"))
@@ -681,6 +684,22 @@ fn misbehaving_servers_and_poisoning() {
     assert_eq!(answers(&out), ["www.glue.com. A 192.0.2.10"], "{out}");
     let out = net.dig("127.0.0.1", "ns1.glue.com A");
     assert_eq!(answers(&out), ["ns1.glue.com. A 127.0.1.1"], "{out}");
+    // QNAME minimisation (RFC 9156): evil.com's server learns the name one
+    // label at a time, asked type A, and the real type only at the end.
+    let out = net.dig("127.0.0.1", "a.b.c.evil.com TXT");
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    let seen = std::fs::read_to_string(net.dir.path().join("poisoner.seen")).expect("seen");
+    let asked: Vec<&str> = seen
+        .lines()
+        .filter(|l| {
+            l.ends_with(".c.evil.com. 1") || l.starts_with("c.evil.com.") || l.contains("a.b.c")
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        ["c.evil.com. 1", "b.c.evil.com. 1", "a.b.c.evil.com. 16"],
+        "{seen}"
+    );
     dnsd.stop();
 }
 

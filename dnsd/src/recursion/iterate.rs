@@ -18,6 +18,8 @@
 //!   about zone Z only records at or under Z are taken; a referral is only
 //!   believed for a child of Z that encloses the question, and glue only for
 //!   names under Z; nothing but the delegation (NS + glue) is cached here;
+//! - QNAME minimisation (RFC 9156, relaxed: an NXDOMAIN or anything odd for
+//!   a shortened name falls back to the full name);
 //! - CNAME chains followed across zones, glueless delegations resolved with a
 //!   nested lookup, with limits on CNAME links, referral depth, nesting and
 //!   upstream queries per client query;
@@ -42,6 +44,9 @@ use super::upstream::{exchange, Upstream, UpstreamError};
 pub const MAX_CNAME_LINKS: usize = 11;
 /// Referrals followed for one name.
 const MAX_REFERRALS: usize = 16;
+/// Extra questions QNAME minimisation may add per name (RFC 9156 §2.3
+/// MAX_MINIMISE_COUNT).
+const MAX_MINIMISE: usize = 10;
 /// Nested lookups (addresses of glueless name servers) inside each other.
 const MAX_NESTING: u8 = 3;
 /// Upstream queries per client question, all nested work included.
@@ -49,7 +54,7 @@ const MAX_QUERIES: usize = 64;
 /// Timeout for one server that has no RTT yet; others get 3×SRTT within
 /// [MIN_TRY, MAX_TRY].
 const FIRST_TRY: Duration = Duration::from_millis(800);
-const MIN_TRY: Duration = Duration::from_millis(150);
+const MIN_TRY: Duration = Duration::from_millis(250);
 const MAX_TRY: Duration = Duration::from_millis(1500);
 /// How long an address that timed out or answered lame is avoided.
 const BACKOFF: Duration = Duration::from_secs(30);
@@ -78,9 +83,9 @@ struct Stats {
 /// The iterator; one per daemon, shared by all resolutions.
 pub struct Iterate {
     roots: Vec<IpAddr>,
+    qname_minimisation: bool,
     delegations: Mutex<LruCache<Name, Delegation>>,
     stats: Mutex<LruCache<IpAddr, Stats>>,
-    port: u16,
 }
 
 /// The work one client question may still do.
@@ -114,18 +119,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Iterate {
-    pub fn new(roots: &[IpAddr]) -> Iterate {
-        Iterate::with_port(roots, 53)
-    }
-
-    /// Servers on another port (tests).
-    pub fn with_port(roots: &[IpAddr], port: u16) -> Iterate {
+    /// Iteration from `roots`, with QNAME minimisation (RFC 9156) or not.
+    pub fn new(roots: &[IpAddr], qname_minimisation: bool) -> Iterate {
         let cap = |n: usize| std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN);
         Iterate {
             roots: roots.to_vec(),
+            qname_minimisation,
             delegations: Mutex::new(LruCache::new(cap(DELEGATIONS))),
             stats: Mutex::new(LruCache::new(cap(SERVERS))),
-            port,
         }
     }
 
@@ -243,25 +244,46 @@ impl Iterate {
         }
         let mut query = Query::query(name.clone(), qtype);
         query.set_query_class(DNSClass::IN);
-        for a in self.order(addrs, Instant::now()) {
-            budget.spend()?;
-            let server = SocketAddr::new(a, self.port);
-            let start = Instant::now();
-            match exchange(server, &query, false, self.timeout_for(a)).await {
-                Ok(m) => {
-                    self.record_rtt(a, start.elapsed());
-                    let rcode = m.metadata.response_code;
-                    let usable = matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
-                        && (m.metadata.authoritative || is_referral(&m, &d.zone, name));
-                    if usable {
-                        return Ok(Some(m));
-                    }
-                    tracing::debug!(server = %server, zone = %d.zone, rcode = %rcode, aa = m.metadata.authoritative, "lame answer");
-                    self.back_off(a, Instant::now());
+        // Two rounds (RFC 1035 §7.2: retransmit, with a longer wait): a
+        // server that timed out in the first is asked again with twice the
+        // patience; one that answered lame or refused the connection is not.
+        let order = self.order(addrs, Instant::now());
+        let mut skip: Vec<IpAddr> = Vec::new();
+        for round in 0..2u32 {
+            for &a in &order {
+                if skip.contains(&a) {
+                    continue;
                 }
-                Err(e) => {
-                    tracing::debug!(server = %server, zone = %d.zone, error = %e, "no answer");
-                    self.back_off(a, Instant::now());
+                budget.spend()?;
+                let server = SocketAddr::new(a, 53);
+                let wait = match round {
+                    0 => self.timeout_for(a),
+                    _ => (self.timeout_for(a) * 2).max(FIRST_TRY),
+                };
+                let start = Instant::now();
+                match exchange(server, &query, false, wait).await {
+                    Ok(m) => {
+                        self.record_rtt(a, start.elapsed());
+                        let rcode = m.metadata.response_code;
+                        let usable =
+                            matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+                                && (m.metadata.authoritative || is_referral(&m, &d.zone, name));
+                        if usable {
+                            return Ok(Some(m));
+                        }
+                        tracing::debug!(server = %server, zone = %d.zone, rcode = %rcode, aa = m.metadata.authoritative, "lame answer");
+                        self.back_off(a, Instant::now());
+                        skip.push(a);
+                    }
+                    Err(UpstreamError::Timeout) => {
+                        tracing::debug!(server = %server, zone = %d.zone, round, "timed out");
+                        self.back_off(a, Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::debug!(server = %server, zone = %d.zone, error = %e, "no answer");
+                        self.back_off(a, Instant::now());
+                        skip.push(a);
+                    }
                 }
             }
         }
@@ -278,11 +300,45 @@ impl Iterate {
         depth: u8,
     ) -> Result<Step, UpstreamError> {
         let mut d = self.closest(name, Instant::now());
-        for _ in 0..MAX_REFERRALS {
-            let Some(m) = self.ask_zone(&d, name, qtype, budget, depth).await? else {
+        // QNAME minimisation (RFC 9156): a zone's servers are asked about
+        // one label below the zone at a time, type A (§3), until the name
+        // itself; `extra` is how many labels below the zone we reveal.
+        let mut extra: usize = 1;
+        let mut minimise = self.qname_minimisation;
+        for _ in 0..MAX_REFERRALS + MAX_MINIMISE {
+            let zone_labels = d.zone.num_labels() as usize;
+            let (ask, ask_type) = if minimise && (name.num_labels() as usize) > zone_labels + extra
+            {
+                (name.trim_to(zone_labels + extra), RecordType::A)
+            } else {
+                (name.clone(), qtype)
+            };
+            let Some(m) = self.ask_zone(&d, &ask, ask_type, budget, depth).await? else {
                 return Err(UpstreamError::Timeout);
             };
             let zone = d.zone.clone();
+            if ask != *name {
+                if let Some(next) = self.referral(&m, &zone, &ask) {
+                    d = next;
+                    extra = 1;
+                    continue;
+                }
+                let exists = m.metadata.response_code == ResponseCode::NoError
+                    && m.metadata.authoritative
+                    && !m
+                        .answers
+                        .iter()
+                        .any(|r| r.record_type() == RecordType::CNAME);
+                if exists {
+                    // No cut at `ask`: reveal one more label.
+                    extra += 1;
+                } else {
+                    // NXDOMAIN for an empty non-terminal, a CNAME, anything
+                    // odd: the relaxed fallback, ask the full name (§2.3).
+                    minimise = false;
+                }
+                continue;
+            }
             // Bailiwick: only what this zone's servers may speak for.
             let inzone = |r: &&Record| zone.zone_of(&r.name);
             let soa: Vec<Record> = m
@@ -301,6 +357,7 @@ impl Iterate {
             }
             if let Some(next) = self.referral(&m, &zone, name) {
                 d = next;
+                extra = 1;
                 continue;
             }
             if m.metadata.authoritative {

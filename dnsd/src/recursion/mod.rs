@@ -139,7 +139,7 @@ impl Recursion {
                 Some(h) => h.addrs.clone(),
                 None => IANA_ROOTS.to_vec(),
             };
-            Arc::new(Iterate::new(&roots))
+            Arc::new(Iterate::new(&roots, dns.qname_minimisation))
         };
         let ttl = TtlPolicy {
             min_ttl: dns.min_ttl,
