@@ -127,6 +127,11 @@ impl View {
                     let Some(res) = self.catalog.resolve(name, t) else {
                         continue;
                     };
+                    if res.leaves_zones.is_some() {
+                        // Recursive clients get the chain resolved on: not
+                        // the same for every client.
+                        continue;
+                    }
                     let mut meta = Metadata::new(0, MessageType::Response, OpCode::Query);
                     meta.recursion_desired = false;
                     meta.authoritative = res.authoritative;

@@ -192,6 +192,16 @@ impl Answer {
     }
 }
 
+impl QueryCtx {
+    /// The same query, asked about `name` instead (a CNAME target).
+    pub fn retarget(&self, name: &Name) -> QueryCtx {
+        let mut q = self.clone();
+        q.query.set_name(name.clone());
+        q.qname = name.to_lowercase();
+        q
+    }
+}
+
 impl From<Resolution> for Answer {
     fn from(r: Resolution) -> Answer {
         Answer {

@@ -827,6 +827,27 @@ lease_time = "1h"
     let inet = ask("www.chain1.com A");
     assert!(inet.contains("192.0.2.30"), "{inet}");
     assert!(flags(&inet).contains(" ra"), "{inet}");
+    // A lab name that is a CNAME to the outside: our part, then the
+    // Internet's, in one answer.
+    let zone = write_file(
+        net.dir.path(),
+        "lab.zone",
+        "$ORIGIN lab.test.\n$TTL 300\n@ SOA ns h 1 3600 600 86400 60\n@ NS ns\nns A 10.77.0.1\nmirror CNAME www.chain1.com.\n",
+    );
+    ctl(&cfg, &["zones", "import", zone.to_str().expect("path")]);
+    let out = wait_for(
+        "mirror.lab.test through the resolver",
+        Duration::from_secs(10),
+        || {
+            let out = ask("mirror.lab.test A");
+            out.contains("192.0.2.30").then_some(out)
+        },
+    );
+    let chain = answers(&out);
+    assert_eq!(chain.len(), 4, "{out}");
+    assert_eq!(chain[0], "mirror.lab.test. CNAME www.chain1.com.", "{out}");
+    // Lease names still resolve with the imported zone in place.
+    assert!(ask("vm9.lab.test A").contains("10.77.0.1"));
     let _ = udhcpc.kill();
     let _ = udhcpc.wait();
     drop(dhcpd);

@@ -217,3 +217,36 @@ async fn popular_answers_are_prefetched_before_they_expire() {
     }
     assert_eq!(script.asked.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_local_cname_out_of_our_zones_is_followed_for_recursive_clients() {
+    use hickory_proto::rr::rdata::{CNAME, NS};
+    let (script, p, _) = setup(Duration::ZERO);
+    let n = |s: &str| Name::from_ascii(s).expect("name");
+    let mut z = crate::zone::Zone::new(&n("lab.test."));
+    let soa = SOA::new(n("ns.lab.test."), n("h.lab.test."), 1, 1, 1, 1, 60);
+    z.insert(&n("lab.test."), 60, RData::SOA(soa));
+    z.insert(&n("lab.test."), 60, RData::NS(NS(n("ns.lab.test."))));
+    z.insert(
+        &n("alias.lab.test."),
+        60,
+        RData::CNAME(CNAME(n("x.example."))),
+    );
+    let mut c = Catalog::default();
+    c.insert(z);
+    let v = View::new(c, TransferAcl::default())
+        .with_recursion_allowed(vec!["127.0.0.0/8".parse().expect("net")]);
+    let (m, _) = ask(&p, &v, ALLOWED, &query("alias.lab.test.", true)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let got: Vec<String> = m
+        .answers
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.data))
+        .collect();
+    assert_eq!(got, ["alias.lab.test. x.example.", "x.example. 192.0.2.1"]);
+    assert_eq!(script.asked.load(Ordering::SeqCst), 1);
+    // Someone who may not recurse gets our part only, authoritatively.
+    let (m, _) = ask(&p, &v, OUTSIDER, &query("alias.lab.test.", true)).await;
+    assert_eq!(m.answers.len(), 1);
+    assert!(m.metadata.authoritative);
+}
