@@ -108,6 +108,14 @@ impl QueryCtx {
                 m.metadata = meta;
                 m.metadata.response_code = ResponseCode::ServFail;
                 m.add_query(self.query.clone());
+                if self.edns {
+                    let mut e = Edns::new();
+                    e.set_max_payload(MAX_UDP_PAYLOAD);
+                    e.options_mut()
+                        .insert(Ede::new(Ede::OTHER, "the answer cannot be encoded").option());
+                    m.set_edns(e);
+                }
+                tracing::debug!(peer = %self.src, name = %self.qname, "SERVFAIL: cannot encode");
                 match m.to_vec() {
                     Ok(v) => Reply::Message(v),
                     Err(_) => {

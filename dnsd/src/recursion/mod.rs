@@ -272,16 +272,17 @@ impl Inner {
             .unwrap_or_else(|| self.default.clone());
         let me = self.clone();
         tokio::spawn(async move {
-            let result = match me.resolutions.clone().acquire_owned().await {
-                Ok(_permit) => {
-                    // The task's own bound: a little past the clients'
-                    // deadline, so hung upstream work always ends.
-                    match tokio::time::timeout(me.deadline * 2, upstream.resolve(&query)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(UpstreamError::Timeout),
-                    }
+            // The task's own bound, waiting for a permit included: twice the
+            // clients' deadline, so queued or hung upstream work always ends.
+            let work = async {
+                match me.resolutions.clone().acquire_owned().await {
+                    Ok(_permit) => upstream.resolve(&query).await,
+                    Err(_) => Err(UpstreamError::Other("shutting down".into())),
                 }
-                Err(_) => Err(UpstreamError::Other("shutting down".into())),
+            };
+            let result = match tokio::time::timeout(me.deadline * 2, work).await {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Timeout),
             };
             let outcome = match result {
                 Ok(u) => {
