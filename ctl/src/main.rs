@@ -90,7 +90,7 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::CheckConfig => Ok(()),
-        Cmd::Leases(c) => leases::run(c, store.as_ref()).await,
+        Cmd::Leases(c) => leases::run(c, store.as_ref(), config).await,
         Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
         Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
         Cmd::Zones(c) => zones::run(c, store.as_ref()).await,

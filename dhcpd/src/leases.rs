@@ -414,13 +414,22 @@ impl LeaseTable {
         now: i64,
         expires: i64,
     ) -> Lease {
+        // A renewal of the same binding keeps its start: lease names go to
+        // the first holder (`labnet_store::names`), which must not lose its
+        // name to a newer claimant just because it renewed.
+        let starts = match self.slots.get(&ip) {
+            Some(Slot::Bound(l)) if client.owns(l) && l.hostname == hostname && l.expires > now => {
+                l.starts
+            }
+            _ => now,
+        };
         let lease = Lease {
             ip,
             mac: client.mac.clone(),
             client_id: client.client_id.clone(),
             hostname,
             state: LeaseState::Bound,
-            starts: now,
+            starts,
             expires,
         };
         // The client's previous address, if another, is free again.
@@ -502,7 +511,8 @@ impl LeaseTable {
     }
 
     /// An admin released `ip` in the store (`labnetctl leases release`):
-    /// apply it unless the client has renewed since.
+    /// apply it unless the client has bound the address anew since (a renewal
+    /// keeps `starts`, so a release the admin asked for is not lost to it).
     pub fn admin_release(&mut self, stored: &Lease, now: i64) {
         if let Some(Slot::Bound(l)) = self.slots.get(&stored.ip) {
             if l.mac == stored.mac && l.starts <= stored.expires {

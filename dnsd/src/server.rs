@@ -1,6 +1,6 @@
 //! Sockets, the view reloader and NOTIFY: everything with I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -158,8 +158,9 @@ impl Server {
             recursion_allowed: dns.recursion_allowed.clone(),
             acl,
             serials: SerialState::default(),
-            gens: (-1, -1),
+            gens: (-1, -1, -1),
             next_expiry: None,
+            refused: HashSet::new(),
         };
         let first = reloader.rebuild().await?;
         let serials0 = serials(&first);
@@ -245,15 +246,18 @@ struct Reloader {
     recursion_allowed: Vec<ipnet::IpNet>,
     acl: TransferAcl,
     serials: SerialState,
-    gens: (i64, i64),
+    gens: (i64, i64, i64),
     next_expiry: Option<i64>,
+    /// Lease names refused at the last build, so each refusal is logged once.
+    refused: HashSet<(Ipv4Addr, String)>,
 }
 
 impl Reloader {
-    async fn generations(&self) -> Result<(i64, i64), DnsError> {
+    async fn generations(&self) -> Result<(i64, i64, i64), DnsError> {
         Ok((
             self.store.generation(Topic::Zones).await?,
             self.store.generation(Topic::Leases).await?,
+            self.store.generation(Topic::Reservations).await?,
         ))
     }
 
@@ -274,11 +278,27 @@ impl Reloader {
             } else {
                 Vec::new()
             },
+            reservations: if self.leases_to.is_some() {
+                self.store.reservations().await?
+            } else {
+                Vec::new()
+            },
         };
         let built = build(&snap, self.leases_to.as_ref(), &mut self.serials, now);
         for w in &built.warnings {
             tracing::warn!(problem = %w, "record skipped");
         }
+        let mut refused = HashSet::new();
+        for n in &built.refused {
+            let key = (n.ip, n.name.clone());
+            if !self.refused.contains(&key) {
+                if let Err(why) = &n.outcome {
+                    tracing::warn!(ip = %n.ip, name = %n.name, reason = %why, "lease name refused");
+                }
+            }
+            refused.insert(key);
+        }
+        self.refused = refused;
         self.gens = gens;
         self.next_expiry = built.next_expiry;
         let view = View::new(built.catalog, self.acl.clone())

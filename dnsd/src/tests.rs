@@ -508,15 +508,9 @@ fn lease_names_and_ptrs_in_a_synthesized_zone_with_moving_serial() {
     assert!(labnet_store::serial_newer(s3, s1));
 }
 
-#[test]
-fn lease_names_join_an_imported_lease_zone() {
-    let mut serials = SerialState::default();
-    let z = zone(LAB);
-    let mut snap = Snapshot {
-        zones: vec![("lab.test.".into(), 5)],
-        ..Snapshot::default()
-    };
-    // Records as the store holds them: wire RDATA.
+/// A zone's records as the store holds them: wire RDATA.
+fn stored_records(z: &Zone) -> Vec<labnet_store::ZoneRecord> {
+    let mut out = Vec::new();
     for (name, node) in &z.nodes {
         for set in &node.rrsets {
             for rd in &set.rdatas {
@@ -524,9 +518,9 @@ fn lease_names_join_an_imported_lease_zone() {
                 let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut wire);
                 enc.set_canonical_form(true);
                 hickory_proto::serialize::binary::BinEncodable::emit(rd, &mut enc).expect("emit");
-                snap.records.push(labnet_store::ZoneRecord {
+                out.push(labnet_store::ZoneRecord {
                     id: 0,
-                    zone: "lab.test.".into(),
+                    zone: z.origin.to_ascii(),
                     name: name.to_ascii(),
                     rtype: set.rtype.to_string(),
                     ttl: set.ttl,
@@ -536,6 +530,18 @@ fn lease_names_join_an_imported_lease_zone() {
             }
         }
     }
+    out
+}
+
+#[test]
+fn lease_names_join_an_imported_lease_zone() {
+    let mut serials = SerialState::default();
+    let z = zone(LAB);
+    let mut snap = Snapshot {
+        zones: vec![("lab.test.".into(), 5)],
+        ..Snapshot::default()
+    };
+    snap.records = stored_records(&z);
     let b = build(&snap, Some(&lease_zones()), &mut serials, 10);
     assert!(b.warnings.is_empty(), "{:?}", b.warnings);
     assert_eq!(
@@ -551,6 +557,44 @@ fn lease_names_join_an_imported_lease_zone() {
     let v = View::new(b.catalog, TransferAcl::default());
     assert_eq!(ask(&v, q("vm1.lab.test.", RecordType::A)).answers.len(), 1);
     assert_eq!(ask(&v, q("web.lab.test.", RecordType::A)).answers.len(), 1);
+}
+
+#[test]
+fn a_lease_never_joins_or_shadows_admin_names() {
+    let mut serials = SerialState::default();
+    let z = zone(LAB);
+    let web_before: Vec<_> = {
+        let v = View::new(
+            {
+                let mut c = crate::zone::Catalog::default();
+                c.insert(z.clone());
+                c
+            },
+            TransferAcl::default(),
+        );
+        ask(&v, q("web.lab.test.", RecordType::A)).answers
+    };
+    let mut snap = Snapshot {
+        zones: vec![("lab.test.".into(), 5)],
+        ..Snapshot::default()
+    };
+    snap.records = stored_records(&z);
+    snap.leases = vec![lease("10.77.0.151", "web", 2000)];
+    let b = build(&snap, Some(&lease_zones()), &mut serials, 11);
+    assert_eq!(b.refused.len(), 1, "{:?}", b.refused);
+    assert_eq!(
+        b.refused[0].outcome,
+        Err(labnet_store::NameRefusal::AdminRecord)
+    );
+    let v = View::new(b.catalog, TransferAcl::default());
+    assert_eq!(
+        ask(&v, q("web.lab.test.", RecordType::A)).answers,
+        web_before
+    );
+    // No PTR either: the lease has no name.
+    assert!(ask(&v, q("151.0.77.10.in-addr.arpa.", RecordType::PTR))
+        .answers
+        .is_empty());
 }
 
 proptest! {

@@ -3,7 +3,7 @@
 //! Pure: the caller reads the store and passes `now`.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
@@ -11,7 +11,7 @@ use hickory_proto::rr::rdata::{A, NS, PTR, SOA};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, Restrict};
 use ipnet::Ipv4Net;
-use labnet_store::{Lease, ZoneRecord};
+use labnet_store::{lease_names, Lease, LeaseName, Reservation, ZoneRecord};
 
 use crate::zone::{labels, Catalog, Zone};
 
@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub records: Vec<ZoneRecord>,
     /// Active leases at the time of reading.
     pub leases: Vec<Lease>,
+    /// Reservations: a reserved hostname is published only for its host.
+    pub reservations: Vec<Reservation>,
 }
 
 /// The serials we served, so that a zone with lease data moves its serial
@@ -77,20 +79,6 @@ pub fn decode_rdata(rec: &ZoneRecord) -> Result<RData, String> {
     RData::read(&mut d, rtype, Restrict::new(len)).map_err(|e| e.to_string())
 }
 
-/// The hostname label a lease publishes, if usable (RFC 952/1123 letters,
-/// digits, hyphen; the first label of a FQDN).
-pub fn lease_label(hostname: &str) -> Option<String> {
-    let label = hostname.split('.').next()?.to_ascii_lowercase();
-    let ok = !label.is_empty()
-        && label.len() <= 63
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-');
-    ok.then_some(label)
-}
-
 /// The in-addr.arpa name of `ip`.
 pub fn ptr_name(ip: Ipv4Addr) -> Name {
     let o = ip.octets();
@@ -117,6 +105,8 @@ pub struct Built {
     pub next_expiry: Option<i64>,
     /// Records that could not be used.
     pub warnings: Vec<String>,
+    /// Lease names that were refused, and why (`labnet_store::names`).
+    pub refused: Vec<LeaseName>,
 }
 
 /// Build the catalog.
@@ -164,17 +154,39 @@ pub fn build(
     // Lease names, grouped per zone so each zone's fingerprint covers them.
     let mut lease_data: HashMap<Name, BTreeSet<(String, String)>> = HashMap::new();
     let mut next_expiry = None;
+    let mut refused = Vec::new();
     if let Some(lz) = leases_to {
         let fwd = lz.zone.to_lowercase();
         synthesize(&mut zones, &fwd, lz, now);
         for net in &lz.subnets {
             synthesize(&mut zones, &reverse_zone(*net), lz, now);
         }
-        for lease in snap.leases.iter().filter(|l| l.is_active(now)) {
-            let Some(label) = lease.hostname.as_deref().and_then(lease_label) else {
+        // Admin data is what the zone holds before any lease goes in
+        // (imported records and the synthesized SOA/NS/ns.<zone>).
+        // A synthesized zone reserves `ns.<zone>` whether or not it has an
+        // address, as `labnetctl leases list` assumes.
+        let mut admin: HashSet<Name> = HashSet::new();
+        if let Some((z, _, synthesized)) = zones.get(&fwd) {
+            admin.extend(z.nodes.keys().cloned());
+            if *synthesized {
+                admin.extend(fwd.prepend_label("ns").ok());
+            }
+        }
+        let names = lease_names(
+            &snap.leases,
+            &snap.reservations,
+            &fwd.to_ascii(),
+            now,
+            |n| Name::from_ascii(n).is_ok_and(|n| admin.contains(&n)),
+        );
+        let by_ip: HashMap<Ipv4Addr, &Lease> = snap.leases.iter().map(|l| (l.ip, l)).collect();
+        for name in names {
+            if name.outcome.is_err() {
+                refused.push(name);
                 continue;
-            };
-            let Ok(host) = fwd.prepend_label(label.as_str()) else {
+            }
+            let (Some(lease), Ok(host)) = (by_ip.get(&name.ip), Name::from_ascii(&name.name))
+            else {
                 continue;
             };
             next_expiry = Some(next_expiry.map_or(lease.expires, |e: i64| e.min(lease.expires)));
@@ -196,6 +208,10 @@ pub fn build(
                 }
             };
             if let Some((z, _, _)) = zones.get_mut(&rz) {
+                // An admin PTR at this address wins; the lease adds none.
+                if z.nodes.get(&rev).is_some_and(|n| !n.rrsets.is_empty()) {
+                    continue;
+                }
                 if z.insert(&rev, lz.ttl, RData::PTR(PTR(host.clone()))) {
                     lease_data
                         .entry(rz.clone())
@@ -223,6 +239,7 @@ pub fn build(
         catalog,
         next_expiry,
         warnings,
+        refused,
     }
 }
 

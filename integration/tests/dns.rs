@@ -485,16 +485,7 @@ zone:
     assert!(lab.log().contains("notify acknowledged"), "{}", lab.log());
 }
 
-/// The lab flow: udhcpc with a hostname gets a lease from labnet-dhcpd, and
-/// labnet-dnsd answers the name and the PTR; after the client releases, both
-/// are gone.
-#[test]
-fn lab_flow_dhcp_client_name_resolves_then_goes() {
-    require_tools("udhcpc", &["udhcpc"]);
-    let lab = Lab::new(
-        "dnsflow",
-        "",
-        r#"
+const DHCP: &str = r#"
 [dhcp]
 interfaces = ["br0"]
 ping_check = false
@@ -506,47 +497,56 @@ routers = ["10.77.0.1"]
 dns_servers = ["10.77.0.1"]
 domain = "lab.test"
 lease_time = "1h"
-"#,
-    );
-    // dnsd was started before the bridge existed: that is fine, it listens
-    // on loopback. Now the bridge, dhcpd and a client.
+"#;
+
+/// The lab's bridge and labnet-dhcpd beside the running dnsd (which
+/// listens on loopback, so it may start before the bridge exists).
+fn start_dhcpd(lab: &Lab) -> Daemon {
     lab.ns.add_bridge("br0", "10.77.0.1/24");
-    let client = Netns::new("dnscl");
-    lab.ns.attach_veth("br0", "veth-c1", &client, "eth0");
     let log = lab.dir.path().join("dhcpd.log");
     let mut dhcpd = Daemon::start(Some(&lab.ns), "labnet-dhcpd", &lab.cfg, &log);
     dhcpd.wait_log("serving", Duration::from_secs(10));
-    // The reverse zone of the DHCP subnet is served from the start.
-    assert_eq!(status(&lab.dig("0.77.10.in-addr.arpa SOA")), "NOERROR");
+    dhcpd
+}
 
-    // The client must hold its address to unicast the DHCPRELEASE; this
-    // script sets only that (no resolv.conf, no routes).
+/// A client namespace on the lab's bridge running `udhcpc -x
+/// hostname:HOST`. The client must hold its address to unicast the
+/// DHCPRELEASE; its script sets only that (no resolv.conf, no routes).
+fn start_udhcpc(lab: &Lab, n: usize, host: &str) -> (Netns, Child) {
+    let client = Netns::new(&format!("dnscl{n}"));
+    lab.ns
+        .attach_veth("br0", &format!("veth-c{n}"), &client, "eth0");
     let script = write_file(
         lab.dir.path(),
         "udhcpc.sh",
         "#!/bin/sh\ncase \"$1\" in\n  bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/${mask:-24}\" dev \"$interface\" ;;\n  deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
     );
     run(Command::new("chmod").arg("+x").arg(&script));
-    let mut udhcpc = client
+    let child = client
         .cmd("udhcpc")
-        .args([
-            "-f",
-            "-R",
-            "-i",
-            "eth0",
-            "-x",
-            "hostname:vm7",
-            "-t",
-            "5",
-            "-T",
-            "1",
-            "-s",
-        ])
+        .args(["-f", "-R", "-i", "eth0", "-x"])
+        .arg(format!("hostname:{host}"))
+        .args(["-t", "5", "-T", "1", "-s"])
         .arg(&script)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start udhcpc");
+    (client, child)
+}
+
+/// The lab flow: udhcpc with a hostname gets a lease from labnet-dhcpd, and
+/// labnet-dnsd answers the name and the PTR; after the client releases, both
+/// are gone.
+#[test]
+fn lab_flow_dhcp_client_name_resolves_then_goes() {
+    require_tools("udhcpc", &["udhcpc"]);
+    let lab = Lab::new("dnsflow", "", DHCP);
+    let dhcpd = start_dhcpd(&lab);
+    // The reverse zone of the DHCP subnet is served from the start.
+    assert_eq!(status(&lab.dig("0.77.10.in-addr.arpa SOA")), "NOERROR");
+
+    let (_client, mut udhcpc) = start_udhcpc(&lab, 1, "vm7");
     let mut ip = None;
     for _ in 0..150 {
         ip = lab
@@ -578,5 +578,71 @@ lease_time = "1h"
         (status(&lab.dig("vm7.lab.test A")) == "NXDOMAIN").then_some(())
     });
     assert_eq!(status(&lab.dig(&format!("-x {ip}"))), "NXDOMAIN");
+    drop(dhcpd);
+}
+
+/// Issue 12, finding 1: DHCP clients that call themselves `www` and `mail`
+/// change nothing the admin put in the zone (not the CNAME, not the MX
+/// additional section), and a second `vm8` does not join the first one's
+/// name (RFC 4703 §5: the first holder keeps it). `labnetctl leases list`
+/// says why each refused lease has no name, and dnsd logs the refusal.
+#[test]
+fn lease_names_cannot_hijack_admin_or_other_clients_names() {
+    require_tools("udhcpc", &["udhcpc"]);
+    let lab = Lab::new("dnshijack", "", DHCP);
+    let www_before = lab.answer(53, "www.lab.test A");
+    let mx_before = lab.dig("+noall +answer +additional lab.test MX");
+    assert!(
+        www_before.iter().any(|l| l.contains("CNAME")),
+        "{www_before:?}"
+    );
+    let dhcpd = start_dhcpd(&lab);
+
+    let mut clients = Vec::new();
+    for (n, host) in ["vm8", "www", "mail"].iter().enumerate() {
+        clients.push(start_udhcpc(&lab, n, host));
+    }
+    // The first vm8 holds its name before the second one asks.
+    wait_for("vm8 to resolve", Duration::from_secs(15), || {
+        lab.answer(53, "+short vm8.lab.test A").first().cloned()
+    });
+    let vm8 = lab.answer(53, "+short vm8.lab.test A");
+    clients.push(start_udhcpc(&lab, 3, "vm8"));
+    let leases = wait_for("four leases", Duration::from_secs(15), || {
+        let out = lab.ctl(&["leases", "list"]);
+        (out.lines().count() == 5).then_some(out)
+    });
+    // dnsd follows the store within a second; give it two.
+    std::thread::sleep(Duration::from_secs(2));
+
+    assert_eq!(lab.answer(53, "www.lab.test A"), www_before, "{leases}");
+    assert_eq!(
+        lab.dig("+noall +answer +additional lab.test MX"),
+        mx_before,
+        "{leases}"
+    );
+    assert_eq!(
+        lab.answer(53, "+short vm8.lab.test A"),
+        vm8,
+        "the second vm8 joined the first one's name\n{leases}"
+    );
+    assert_eq!(
+        leases
+            .matches("none: an admin record has this name")
+            .count(),
+        2,
+        "{leases}"
+    );
+    assert_eq!(
+        leases.matches("none: held first by the lease on").count(),
+        1,
+        "{leases}"
+    );
+    let log = lab.log();
+    assert_eq!(log.matches("lease name refused").count(), 3, "{log}");
+    for (_ns, mut c) in clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     drop(dhcpd);
 }

@@ -17,6 +17,7 @@
 
 mod error;
 mod leases;
+mod names;
 mod profiles;
 mod reservations;
 mod sqlite;
@@ -26,6 +27,9 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
+pub use names::{
+    admin_names, fqdn, lease_label, lease_names, synthesized_ns, LeaseName, NameRefusal,
+};
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
