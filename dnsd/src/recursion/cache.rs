@@ -346,3 +346,80 @@ mod tests {
             .is_none());
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+    use hickory_proto::rr::rdata::A;
+
+    /// Resident memory of this process, from /proc (Linux).
+    fn rss_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+        let pages: usize = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("rss field");
+        pages * 4096
+    }
+
+    fn fill(c: &mut Cache, n: usize, t0: Instant) {
+        for i in 0..n {
+            let name = Name::from_ascii(format!("h{i:07}.example.com.")).expect("name");
+            let a = Upstreamed {
+                rcode: ResponseCode::NoError,
+                answers: vec![Record::from_rdata(
+                    name.clone(),
+                    300,
+                    RData::A(A::new(192, 0, 2, 1)),
+                )],
+                authorities: vec![],
+                authentic: false,
+            };
+            c.insert(Key::new(&name, RecordType::A), a, 300, t0);
+        }
+    }
+
+    /// What the cache counts is what it holds: a million names cost about
+    /// what the accounting says, and a small budget keeps memory small.
+    #[test]
+    fn the_byte_budget_matches_resident_memory() {
+        let t0 = Instant::now();
+        // A small budget first (freed memory is not given back, so the
+        // other order would measure nothing): memory stays near it.
+        let budget: u64 = 16 << 20;
+        let before = rss_bytes();
+        let mut small = Cache::new(budget);
+        fill(&mut small, 1_000_000, t0);
+        assert!(small.bytes() as u64 <= budget);
+        let grown = rss_bytes().saturating_sub(before);
+        eprintln!(
+            "1,000,000 names into a 16 MB budget: RSS grew {} MB",
+            grown >> 20
+        );
+        assert!(
+            (grown as u64) < budget * 2,
+            "RSS grew {grown} for a {budget} budget"
+        );
+        drop(small);
+
+        let before = rss_bytes();
+        let mut big = Cache::new(4 << 30);
+        fill(&mut big, 1_000_000, t0);
+        let grown = rss_bytes().saturating_sub(before);
+        let counted = big.bytes();
+        eprintln!(
+            "1,000,000 names cached: counted {} MB, RSS grew {} MB ({} B/name)",
+            counted >> 20,
+            grown >> 20,
+            grown / 1_000_000
+        );
+        assert_eq!(big.len(), 1_000_000);
+        // The accounting must not undercount by much (it would let the
+        // cache outgrow `cache_size`).
+        assert!(
+            grown < counted * 3 / 2,
+            "RSS grew {grown}, counted {counted}"
+        );
+    }
+}
