@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # network plumbing for the test namespaces
   iproute2 iputils-ping procps
+  # raw-packet probes in the abuse tests
+  python3
   # DHCP clients and load (perfdhcp is in kea-admin)
   isc-dhcp-client udhcpc busybox-static kea-admin
   # DNS clients and the secondaries that AXFR from labnet

@@ -64,17 +64,75 @@ pub struct Config {
     pub tftp: Option<TftpConfig>,
     pub pxe: Option<PxeConfig>,
     pub dns: Option<DnsConfig>,
+    /// Lines of the keys that [`Config::check_tftp_dirs`] and
+    /// [`Config::dns_root_hints`] check later.
+    pub(crate) lines: std::collections::HashMap<&'static str, usize>,
 }
 
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // TOML is UTF-8 (TOML 1.0 §"Spec"); say where it stops being so.
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line: good.iter().filter(|b| **b == b'\n').count() + 1,
+                key: "(file)".into(),
+                reason: "not UTF-8 text; save the file as UTF-8".into(),
+            }
+        })?;
         Config::parse(&text, path)
+    }
+
+    /// What only the TFTP server's machine can check: `tftp.root` (and
+    /// `tftp.upload_dir`) exist and are directories. `labnet-tftpd
+    /// --check-config` runs it, so a typo is caught before the first boot.
+    pub fn check_tftp_dirs(&self) -> Result<(), ConfigError> {
+        let Some(t) = &self.tftp else {
+            return Ok(());
+        };
+        let dirs = [
+            ("tftp.root", Some(&t.root)),
+            ("tftp.upload_dir", t.upload_dir.as_ref()),
+        ];
+        for (key, dir) in dirs {
+            let Some(dir) = dir else { continue };
+            let reason = match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => format!("{} is not a directory", dir.display()),
+                Err(e) => format!("{}: {e}", dir.display()),
+            };
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                line: self.lines.get(key).copied().unwrap_or(1),
+                key: key.into(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// What only the DNS server's machine can check: the root server
+    /// addresses in `dns.root_hints` (`None` without that key). `labnet-dnsd
+    /// --check-config` runs it.
+    pub fn dns_root_hints(&self) -> Result<Option<Vec<std::net::IpAddr>>, ConfigError> {
+        let Some(path) = self.dns.as_ref().and_then(|d| d.root_hints.as_ref()) else {
+            return Ok(None);
+        };
+        raw::read_root_hints(path)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid {
+                path: self.path.clone(),
+                line: self.lines.get("dns.root_hints").copied().unwrap_or(1),
+                key: "dns.root_hints".into(),
+                reason,
+            })
     }
 
     /// Validate config text; `path` is only used in messages.
@@ -120,7 +178,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -152,6 +210,21 @@ impl Ctx<'_> {
         let key = match text.split_once('=') {
             Some((k, _)) => k.trim().to_owned(),
             None => text.trim().to_owned(),
+        };
+        // A missing field points at its table's header, or (for a
+        // top-level section, e.g. in an empty file) at nothing: name the
+        // field, under its table when there is one.
+        let key = match e.message().strip_prefix("missing field `") {
+            Some(rest) => {
+                let field = rest.split('`').next().unwrap_or(rest);
+                let table = text.trim().trim_start_matches('[').trim_end_matches(']');
+                if e.span().is_some() && text.trim().starts_with('[') {
+                    format!("{table}.{field}")
+                } else {
+                    field.to_owned()
+                }
+            }
+            None => key,
         };
         ConfigError::Invalid {
             path: self.path.to_owned(),

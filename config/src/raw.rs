@@ -38,16 +38,20 @@ struct RawDhcp {
     port: u16,
     #[serde(default = "yes")]
     ping_check: bool,
-    #[serde(default = "default_ping_timeout", deserialize_with = "duration")]
-    ping_timeout: Duration,
-    #[serde(default = "default_offer_hold", deserialize_with = "duration")]
-    offer_hold: Duration,
-    #[serde(default = "default_probation", deserialize_with = "duration")]
-    decline_probation: Duration,
+    #[serde(
+        default = "default_ping_timeout",
+        deserialize_with = "spanned_duration"
+    )]
+    ping_timeout: Spanned<Duration>,
+    #[serde(default = "default_offer_hold", deserialize_with = "spanned_duration")]
+    offer_hold: Spanned<Duration>,
+    #[serde(default = "default_probation", deserialize_with = "spanned_duration")]
+    decline_probation: Spanned<Duration>,
     #[serde(default = "yes")]
     authoritative: bool,
     #[serde(default = "default_max_packets")]
     max_packets_per_client: u32,
+    max_leases_per_circuit: Option<Spanned<usize>>,
     #[serde(default = "default_commit_batch")]
     commit_batch: Spanned<usize>,
     #[serde(default)]
@@ -110,8 +114,8 @@ struct RawOption {
 #[serde(deny_unknown_fields)]
 struct RawTftp {
     listen: Spanned<Vec<SocketAddr>>,
-    root: PathBuf,
-    upload_dir: Option<PathBuf>,
+    root: Spanned<PathBuf>,
+    upload_dir: Option<Spanned<PathBuf>>,
     #[serde(default = "default_max_transfers")]
     max_transfers: Spanned<usize>,
     #[serde(default = "default_max_transfers_per_client")]
@@ -120,10 +124,23 @@ struct RawTftp {
     max_blksize: Spanned<u16>,
     #[serde(default = "default_max_windowsize")]
     max_windowsize: Spanned<u16>,
-    #[serde(default = "default_tftp_timeout", deserialize_with = "duration")]
-    timeout: Duration,
+    #[serde(
+        default = "default_tftp_timeout",
+        deserialize_with = "spanned_duration"
+    )]
+    timeout: Spanned<Duration>,
     #[serde(default = "default_tftp_retries")]
     retries: u32,
+    #[serde(
+        default = "default_tftp_max_stall",
+        deserialize_with = "spanned_duration"
+    )]
+    max_stall: Spanned<Duration>,
+    #[serde(
+        default = "default_tftp_max_transfer_time",
+        deserialize_with = "spanned_duration"
+    )]
+    max_transfer_time: Spanned<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -238,7 +255,7 @@ fn default_max_negative_ttl() -> u32 {
 /// Root server addresses from a hints file (the format of IANA's
 /// `named.root`: `NAME TTL [IN] A|AAAA ADDRESS`, `;` comments); other
 /// records (NS) are skipped. Err is the reason.
-fn read_root_hints(path: &std::path::Path) -> Result<Vec<std::net::IpAddr>, String> {
+pub(crate) fn read_root_hints(path: &std::path::Path) -> Result<Vec<std::net::IpAddr>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut addrs = Vec::new();
@@ -281,14 +298,50 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Secs(u64),
         Text(String),
     }
-    match Either::deserialize(d)? {
-        Either::Secs(s) => Ok(Duration::from_secs(s)),
+    let d = match Either::deserialize(d)? {
+        Either::Secs(s) => Duration::from_secs(s),
         Either::Text(t) => humantime::parse_duration(&t).map_err(|e| {
             serde::de::Error::custom(format!(
                 "`{t}` is not a duration ({e}); write it like \"12h\", \"90s\" or a number of seconds"
             ))
-        }),
+        })?,
+    };
+    // No duration in labnet means more than a year; refusing here keeps
+    // every later sum with a clock or a 32-bit wire field from overflowing
+    // or wrapping (a u64 lease_time once panicked every binary).
+    if d > MAX_DURATION {
+        return Err(serde::de::Error::custom(format!(
+            "{}s is too long: at most 366 days",
+            d.as_secs()
+        )));
     }
+    Ok(d)
+}
+
+/// The longest duration any key takes.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// `Err` naming `key` unless `min <= value <= max`.
+fn in_range(
+    ctx: &Ctx<'_>,
+    v: &Spanned<Duration>,
+    key: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = *v.get_ref();
+    if d < min || d > max {
+        return Err(ctx.invalid(
+            v.span(),
+            key,
+            format!(
+                "must be within {}..={}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 fn spanned_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Duration>, D::Error> {
@@ -311,14 +364,14 @@ fn yes() -> bool {
 fn default_dhcp_port() -> u16 {
     67
 }
-fn default_ping_timeout() -> Duration {
-    Duration::from_millis(500)
+fn default_ping_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_millis(500))
 }
-fn default_offer_hold() -> Duration {
-    Duration::from_secs(30)
+fn default_offer_hold() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(30))
 }
-fn default_probation() -> Duration {
-    Duration::from_secs(3600)
+fn default_probation() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(3600))
 }
 fn default_max_packets() -> u32 {
     20
@@ -332,8 +385,11 @@ fn default_lease_time() -> Spanned<Duration> {
 fn default_max_transfers() -> Spanned<usize> {
     Spanned::new(0..0, 512)
 }
+// 16 addresses are needed to fill the default global cap, and a PXE client
+// needs two at most (the size probe and the transfer); 32 leaves room for a
+// machine fetching many files at once (or a benchmark's 20).
 fn default_max_transfers_per_client() -> Spanned<usize> {
-    Spanned::new(0..0, 64)
+    Spanned::new(0..0, 32)
 }
 fn default_max_blksize() -> Spanned<u16> {
     Spanned::new(0..0, 65464)
@@ -341,11 +397,17 @@ fn default_max_blksize() -> Spanned<u16> {
 fn default_max_windowsize() -> Spanned<u16> {
     Spanned::new(0..0, 64)
 }
-fn default_tftp_timeout() -> Duration {
-    Duration::from_secs(1)
+fn default_tftp_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(1))
 }
 fn default_tftp_retries() -> u32 {
     5
+}
+fn default_tftp_max_stall() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(30))
+}
+fn default_tftp_max_transfer_time() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(600))
 }
 fn default_bios_boot_file() -> String {
     "pxelinux.0".into()
@@ -377,12 +439,44 @@ impl RawConfig {
                 ),
             ));
         }
+        let mut own: Vec<(Ipv4Addr, &'static str)> = Vec::new();
+        if let Some(p) = &self.pxe {
+            own.push((p.tftp_server, "pxe.tftp_server"));
+        }
+        let listens = [
+            self.tftp
+                .as_ref()
+                .map(|t| (t.listen.get_ref(), "a tftp.listen address")),
+            self.dns
+                .as_ref()
+                .map(|d| (d.listen.get_ref(), "a dns.listen address")),
+        ];
+        for (addrs, what) in listens.into_iter().flatten() {
+            for a in addrs {
+                if let std::net::IpAddr::V4(ip) = a.ip() {
+                    if !ip.is_unspecified() && !ip.is_loopback() {
+                        own.push((ip, what));
+                    }
+                }
+            }
+        }
+        let mut lines = std::collections::HashMap::new();
+        if let Some(h) = self.dns.as_ref().and_then(|d| d.root_hints.as_ref()) {
+            lines.insert("dns.root_hints", ctx.line_of(h.span().start));
+        }
+        if let Some(t) = &self.tftp {
+            lines.insert("tftp.root", ctx.line_of(t.root.span().start));
+            if let Some(u) = &t.upload_dir {
+                lines.insert("tftp.upload_dir", ctx.line_of(u.span().start));
+            }
+        }
         Ok(Config {
+            lines,
             path: ctx.path.to_owned(),
             store: StoreConfig {
                 url: url.into_inner(),
             },
-            dhcp: self.dhcp.map(|d| d.validate(ctx)).transpose()?,
+            dhcp: self.dhcp.map(|d| d.validate(ctx, &own)).transpose()?,
             tftp: self.tftp.map(|t| t.validate(ctx)).transpose()?,
             pxe: self.pxe.map(|p| p.validate(ctx)).transpose()?,
             dns: self.dns.map(|d| d.validate(ctx)).transpose()?,
@@ -391,7 +485,11 @@ impl RawConfig {
 }
 
 impl RawDhcp {
-    fn validate(self, ctx: &Ctx<'_>) -> Result<DhcpConfig, ConfigError> {
+    fn validate(
+        self,
+        ctx: &Ctx<'_>,
+        own: &[(Ipv4Addr, &'static str)],
+    ) -> Result<DhcpConfig, ConfigError> {
         if self.interfaces.get_ref().is_empty() {
             return Err(ctx.invalid(
                 self.interfaces.span(),
@@ -409,7 +507,7 @@ impl RawDhcp {
         let mut subnets: Vec<Subnet> = Vec::new();
         for (i, s) in self.subnets.into_iter().enumerate() {
             let cidr_span = s.cidr.span();
-            let subnet = s.validate(ctx, i)?;
+            let subnet = s.validate(ctx, i, own)?;
             if let Some(other) = subnets.iter().find(|o| {
                 o.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&o.cidr.network())
             }) {
@@ -426,11 +524,43 @@ impl RawDhcp {
             interfaces: self.interfaces.into_inner(),
             port: self.port,
             ping_check: self.ping_check,
-            ping_timeout: self.ping_timeout,
-            offer_hold: self.offer_hold,
-            decline_probation: self.decline_probation,
+            // A ping answer comes within milliseconds on a LAN; a long wait
+            // stalls every OFFER behind it (ISC dhcpd waits 1 s).
+            ping_timeout: in_range(
+                ctx,
+                &self.ping_timeout,
+                "dhcp.ping_timeout",
+                Duration::from_millis(10),
+                Duration::from_secs(5),
+            )?,
+            // An offer must be held long enough for the REQUEST to come
+            // (RFC 2131 §4.3.1 leaves the time to the server).
+            offer_hold: in_range(
+                ctx,
+                &self.offer_hold,
+                "dhcp.offer_hold",
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+            )?,
+            decline_probation: in_range(
+                ctx,
+                &self.decline_probation,
+                "dhcp.decline_probation",
+                Duration::from_secs(1),
+                Duration::from_secs(7 * 86_400),
+            )?,
             authoritative: self.authoritative,
             max_packets_per_client: self.max_packets_per_client,
+            max_leases_per_circuit: match self.max_leases_per_circuit {
+                Some(v) if *v.get_ref() == 0 => {
+                    return Err(ctx.invalid(
+                        v.span(),
+                        "dhcp.max_leases_per_circuit",
+                        "must be at least 1 (leave it out for no limit)",
+                    ))
+                }
+                v => v.map(Spanned::into_inner),
+            },
             commit_batch: self.commit_batch.into_inner(),
             subnets,
             options,
@@ -439,7 +569,14 @@ impl RawDhcp {
 }
 
 impl RawSubnet {
-    fn validate(self, ctx: &Ctx<'_>, i: usize) -> Result<Subnet, ConfigError> {
+    /// `own`: addresses labnet's own servers listen on (another section's
+    /// `listen`, `pxe.tftp_server`), which no pool may hand out.
+    fn validate(
+        self,
+        ctx: &Ctx<'_>,
+        i: usize,
+        own: &[(Ipv4Addr, &'static str)],
+    ) -> Result<Subnet, ConfigError> {
         let key = |k: &str| format!("dhcp.subnets[{i}].{k}");
         let cidr = self.cidr.get_ref().trunc();
         let inside = |r: &Ipv4Range| cidr.contains(&r.start) && cidr.contains(&r.end);
@@ -461,6 +598,44 @@ impl RawSubnet {
                 ));
             }
             pools.push(r);
+        }
+        for e in &self.exclude {
+            let r = e.get_ref().0;
+            if !inside(&r) {
+                return Err(ctx.invalid(
+                    e.span(),
+                    key("exclude"),
+                    format!("exclude {r} is not inside {cidr}"),
+                ));
+            }
+        }
+        // A pool must not hand out an address the lab's own servers use.
+        let excluded = |ip: Ipv4Addr| self.exclude.iter().any(|e| e.get_ref().0.contains(ip));
+        let servers = self
+            .routers
+            .iter()
+            .map(|&ip| (ip, "this subnet's router"))
+            .chain(
+                self.dns_servers
+                    .iter()
+                    .map(|&ip| (ip, "this subnet's DNS server")),
+            )
+            .chain(own.iter().copied());
+        for (ip, what) in servers {
+            if let Some(p) = self
+                .pools
+                .iter()
+                .find(|p| p.get_ref().0.contains(ip) && !excluded(ip))
+            {
+                return Err(ctx.invalid(
+                    p.span(),
+                    key("pools"),
+                    format!(
+                        "pool {} holds {ip}, {what}: exclude it or shrink the pool",
+                        p.get_ref().0
+                    ),
+                ));
+            }
         }
         let lease_time = *self.lease_time.get_ref();
         if lease_time < Duration::from_secs(10) {
@@ -531,6 +706,21 @@ impl RawSubnet {
             options: validate_options(ctx, self.options, &key("options"))?,
         })
     }
+}
+
+/// A socket address listed twice would fail to bind at run time.
+fn no_duplicates(
+    ctx: &Ctx<'_>,
+    list: &Spanned<Vec<SocketAddr>>,
+    key: &str,
+) -> Result<(), ConfigError> {
+    let v = list.get_ref();
+    for (i, a) in v.iter().enumerate() {
+        if v[..i].contains(a) {
+            return Err(ctx.invalid(list.span(), key, format!("{a} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 fn check_domain(ctx: &Ctx<'_>, name: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
@@ -664,16 +854,49 @@ impl RawTftp {
                 return Err(ctx.invalid(v.span(), k, "must be at least 1"));
             }
         }
+        no_duplicates(ctx, &self.listen, "tftp.listen")?;
+        if self.max_transfers_per_client.get_ref() > self.max_transfers.get_ref() {
+            return Err(ctx.invalid(
+                self.max_transfers_per_client.span(),
+                "tftp.max_transfers_per_client",
+                "must not exceed tftp.max_transfers (a few clients would fill the server)",
+            ));
+        }
+        let stall = *self.max_stall.get_ref();
+        if !(Duration::from_secs(2)..=Duration::from_secs(600)).contains(&stall) {
+            return Err(ctx.invalid(
+                self.max_stall.span(),
+                "tftp.max_stall",
+                "must be within 2s..=10m",
+            ));
+        }
+        let life = *self.max_transfer_time.get_ref();
+        if !(Duration::from_secs(10)..=Duration::from_secs(86_400)).contains(&life) {
+            return Err(ctx.invalid(
+                self.max_transfer_time.span(),
+                "tftp.max_transfer_time",
+                "must be within 10s..=24h",
+            ));
+        }
         Ok(TftpConfig {
             listen: self.listen.into_inner(),
-            root: self.root,
-            upload_dir: self.upload_dir,
+            root: self.root.into_inner(),
+            upload_dir: self.upload_dir.map(Spanned::into_inner),
             max_transfers: self.max_transfers.into_inner(),
             max_transfers_per_client: self.max_transfers_per_client.into_inner(),
             max_blksize: bs,
             max_windowsize: self.max_windowsize.into_inner(),
-            timeout: self.timeout,
+            // RFC 2349 §3: 1..=255 seconds.
+            timeout: in_range(
+                ctx,
+                &self.timeout,
+                "tftp.timeout",
+                Duration::from_secs(1),
+                Duration::from_secs(255),
+            )?,
             retries: self.retries,
+            max_stall: stall,
+            max_transfer_time: life,
         })
     }
 }
@@ -711,19 +934,10 @@ impl RawDns {
                 "name at least one address:port",
             ));
         }
+        no_duplicates(ctx, &self.listen, "dns.listen")?;
         if let Some(z) = &self.lease_zone {
             check_domain(ctx, z, "dns.lease_zone")?;
         }
-        let root_hints = match self.root_hints {
-            Some(p) => {
-                let span = p.span();
-                let path = p.into_inner();
-                let addrs = read_root_hints(&path)
-                    .map_err(|reason| ctx.invalid(span, "dns.root_hints", reason))?;
-                Some(RootHints { path, addrs })
-            }
-            None => None,
-        };
         let mut forward = Vec::with_capacity(self.forward.len());
         for f in self.forward {
             check_domain(ctx, &f.zone, "dns.forward.zone")?;
@@ -761,7 +975,7 @@ impl RawDns {
         Ok(DnsConfig {
             listen: self.listen.into_inner(),
             recursion_allowed: self.recursion_allowed,
-            root_hints,
+            root_hints: self.root_hints.map(Spanned::into_inner),
             forwarders: self.forwarders,
             forward,
             cache_size,

@@ -90,6 +90,9 @@ pub struct DhcpConfig {
     pub authoritative: bool,
     /// Packets per second accepted from one client hardware address; more is dropped.
     pub max_packets_per_client: u32,
+    /// Addresses one relay circuit (giaddr + option 82 circuit-id, RFC 3046)
+    /// may hold or be offered at once; `None`: no limit.
+    pub max_leases_per_circuit: Option<usize>,
     /// Most leases written to the store in one transaction (group commit).
     pub commit_batch: usize,
     pub subnets: Vec<Subnet>,
@@ -155,6 +158,11 @@ pub struct TftpConfig {
     /// Retransmission timeout before back-off (RFC 2349 lets the client ask for another).
     pub timeout: Duration,
     pub retries: u32,
+    /// A transfer with no progress for this long ends, whatever the client's
+    /// timeout and the back-off say.
+    pub max_stall: Duration,
+    /// No transfer lives longer than this.
+    pub max_transfer_time: Duration,
 }
 
 /// `[pxe]`: what DHCP tells a network-booting client.
@@ -184,9 +192,10 @@ pub struct DnsConfig {
     /// Clients allowed to recurse; everyone else gets REFUSED for names
     /// outside the local zones.
     pub recursion_allowed: Vec<IpNet>,
-    /// Root server addresses read from `root_hints = FILE` (a zone file of
-    /// NS and A/AAAA records); `None` means the built-in IANA root hints.
-    pub root_hints: Option<RootHints>,
+    /// `root_hints = FILE` (NS and A/AAAA records, as IANA's named.root);
+    /// `None` means the built-in IANA root hints. Read on the DNS server's
+    /// machine by [`crate::Config::dns_root_hints`].
+    pub root_hints: Option<PathBuf>,
     /// Recursive servers to forward to instead of iterating from the root.
     pub forwarders: Vec<SocketAddr>,
     /// `[[dns.forward]]`: conditional forwarding per domain.
@@ -208,13 +217,6 @@ pub struct DnsConfig {
     pub secondaries: Vec<SocketAddr>,
     /// Extra sources allowed AXFR (besides the secondaries).
     pub allow_transfer: Vec<IpNet>,
-}
-
-/// `root_hints = FILE`, read and checked at start.
-#[derive(Debug, Clone)]
-pub struct RootHints {
-    pub path: PathBuf,
-    pub addrs: Vec<IpAddr>,
 }
 
 /// `[[dns.forward]] zone = "corp.example" servers = ["10.1.1.1:53"]`.

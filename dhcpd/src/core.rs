@@ -15,7 +15,7 @@ use labnet_config::{DhcpConfig, Subnet};
 use labnet_pxe::BootFiles;
 use labnet_store::{format_mac, Lease};
 
-use crate::leases::{Client, LeaseTable, Refusal};
+use crate::leases::{Client, ClientKey, LeaseTable, Refusal};
 use crate::options::SubnetOptions;
 use crate::pxe;
 
@@ -50,6 +50,11 @@ pub enum Silence {
     MissingRequestedAddress,
     UnknownLease,
     NotAuthoritative,
+    /// The relay circuit holds `max_leases_per_circuit` addresses already.
+    CircuitLimit,
+    /// A RELEASE or DECLINE that did not come from where the lease lives
+    /// (another source address, another relay circuit): likely forged.
+    NotFromHolder,
 }
 
 /// What the socket loop must do with a request.
@@ -72,6 +77,11 @@ pub struct Dhcp {
     pub table: LeaseTable,
     options: Vec<SubnetOptions>,
     rate: RateLimiter,
+    /// Per relay circuit: the clients offered or bound an address through
+    /// it (stale entries are pruned when counted).
+    circuits: HashMap<Circuit, Vec<(ClientKey, Ipv4Addr)>>,
+    /// The circuit each address was last handed out through.
+    circuit_of_ip: HashMap<Ipv4Addr, Circuit>,
     /// Boot profiles and the `[pxe]` config, when network boot is served.
     /// Read from memory; the server refreshes it from the store.
     boot: Option<Arc<BootFiles>>,
@@ -87,6 +97,8 @@ impl Dhcp {
         Dhcp {
             table: LeaseTable::new(&cfg.subnets),
             rate: RateLimiter::new(cfg.max_packets_per_client),
+            circuits: HashMap::new(),
+            circuit_of_ip: HashMap::new(),
             options,
             cfg,
             boot: None,
@@ -159,9 +171,13 @@ impl Dhcp {
     fn discover(&mut self, c: &Ctx<'_>) -> Action {
         let requested = requested_ip(c.req);
         let hold = self.cfg.offer_hold.as_secs() as i64;
+        if self.circuit_full(c) {
+            return Action::Silent(Silence::CircuitLimit);
+        }
         let Some(offer) = self.table.offer(c.idx, c.client, requested, c.now, hold) else {
             return Action::Silent(Silence::PoolExhausted);
         };
+        self.note_circuit(c, offer.ip);
         let reply = self.reply(c, MessageType::Offer, offer.ip);
         if self.cfg.ping_check && !offer.known {
             Action::PingThenSend {
@@ -195,8 +211,14 @@ impl Dhcp {
             _ if !ciaddr.is_unspecified() => ciaddr,
             _ => return Action::Silent(Silence::MissingRequestedAddress),
         };
+        // A REQUEST straight for a free address (no DISCOVER) counts against
+        // the circuit too.
+        if !self.table.holds(&c.client.key, ip, c.now) && self.circuit_full(c) {
+            return Action::Silent(Silence::CircuitLimit);
+        }
         match self.table.check(c.idx, c.client, ip, c.now) {
             Ok(()) => {
+                self.note_circuit(c, ip);
                 let subnet = self.table.subnet(c.idx);
                 let expires = c.now + subnet.lease_time.as_secs() as i64;
                 let hostname = self
@@ -221,23 +243,80 @@ impl Dhcp {
         }
     }
 
-    /// RFC 2131 §4.3.4: no reply; the address is free again.
+    /// RFC 2131 §4.3.4: no reply; the address is free again. The client
+    /// unicasts it from the address it gives up, so a RELEASE from another
+    /// source (or, relayed, from another circuit) is not the holder's.
     fn release(&mut self, c: &Ctx<'_>) -> Action {
-        match self.table.release(c.client, c.req.ciaddr(), c.now) {
+        let ip = c.req.ciaddr();
+        let relayed = !c.req.giaddr().is_unspecified();
+        if (!relayed && *c.inc.src.ip() != ip) || (relayed && !self.same_circuit(c, ip)) {
+            return Action::Silent(Silence::NotFromHolder);
+        }
+        match self.table.release(c.client, ip, c.now) {
             Some(lease) => Action::Commit { lease, reply: None },
             None => Action::Silent(Silence::UnknownLease),
         }
     }
 
-    /// RFC 2131 §4.3.3: the client saw the address in use; no reply.
+    /// RFC 2131 §4.3.3: the client saw the address in use; no reply. Only
+    /// a fresh binding may be declined (see `LeaseTable::decline`), only
+    /// from its circuit, and only while the subnet's probation has room;
+    /// past that the address is simply freed (the ping check guards the
+    /// next offer of it).
     fn decline(&mut self, c: &Ctx<'_>) -> Action {
         let Some(ip) = requested_ip(c.req) else {
             return Action::Silent(Silence::MissingRequestedAddress);
         };
+        if !c.req.giaddr().is_unspecified() && !self.same_circuit(c, ip) {
+            return Action::Silent(Silence::NotFromHolder);
+        }
+        let (on, cap) = self.table.probation(c.idx, c.now);
+        if on >= cap {
+            tracing::warn!(ip = %ip, mac = %c.client.mac, on_probation = on, "probation full: declined address freed instead");
+            return match self.table.release(c.client, ip, c.now) {
+                Some(lease) => Action::Commit { lease, reply: None },
+                None => Action::Silent(Silence::UnknownLease),
+            };
+        }
         let probation = self.cfg.decline_probation.as_secs() as i64;
         match self.table.decline(c.client, ip, c.now, probation) {
             Some(lease) => Action::Commit { lease, reply: None },
             None => Action::Silent(Silence::UnknownLease),
+        }
+    }
+
+    /// Whether the request's relay circuit is at `max_leases_per_circuit`
+    /// without this client in it.
+    fn circuit_full(&mut self, c: &Ctx<'_>) -> bool {
+        let (Some(cap), Some(circuit)) = (self.cfg.max_leases_per_circuit, circuit(c.req)) else {
+            return false;
+        };
+        let Some(held) = self.circuits.get_mut(&circuit) else {
+            return false;
+        };
+        let table = &self.table;
+        held.retain(|(k, ip)| table.holds(k, *ip, c.now));
+        !held.iter().any(|(k, _)| *k == c.client.key) && held.len() >= cap
+    }
+
+    /// Remember that `ip` went to the client through its circuit.
+    fn note_circuit(&mut self, c: &Ctx<'_>, ip: Ipv4Addr) {
+        let Some(circuit) = circuit(c.req) else {
+            self.circuit_of_ip.remove(&ip);
+            return;
+        };
+        let held = self.circuits.entry(circuit.clone()).or_default();
+        held.retain(|(k, _)| *k != c.client.key);
+        held.push((c.client.key.clone(), ip));
+        self.circuit_of_ip.insert(ip, circuit);
+    }
+
+    /// A relayed RELEASE/DECLINE for `ip` comes through the circuit the
+    /// address was handed out through (unknown after a restart: allowed).
+    fn same_circuit(&self, c: &Ctx<'_>, ip: Ipv4Addr) -> bool {
+        match self.circuit_of_ip.get(&ip) {
+            Some(known) => circuit(c.req).as_ref() == Some(known),
+            None => true,
         }
     }
 
@@ -341,25 +420,52 @@ fn base_reply(req: &Message) -> Message {
 
 /// The address that picks the client's subnet: for a relayed request the
 /// link-selection sub-option (RFC 3527), else the subnet-selection option
-/// (RFC 3011), else giaddr; for a direct one, our interface's address.
+/// (RFC 3011), else giaddr; for a direct one, our interface's address. A
+/// client on our own segment does not choose another subnet with option
+/// 118: it would get an address of a relay-only network it is not on
+/// (RFC 3011 §3 lets the server ignore the option).
 pub fn select_address(req: &Message, inc: &Incoming) -> Ipv4Addr {
     let giaddr = req.giaddr();
-    if !giaddr.is_unspecified() {
-        if let Some(DhcpOption::RelayAgentInformation(info)) =
-            req.opts().get(OptionCode::RelayAgentInformation)
-        {
-            if let Some(RelayInfo::LinkSelection(ip)) = info.get(RelayCode::LinkSelection) {
-                return *ip;
-            }
+    if giaddr.is_unspecified() {
+        return inc.iface_addr;
+    }
+    if let Some(DhcpOption::RelayAgentInformation(info)) =
+        req.opts().get(OptionCode::RelayAgentInformation)
+    {
+        if let Some(RelayInfo::LinkSelection(ip)) = info.get(RelayCode::LinkSelection) {
+            return *ip;
         }
     }
     if let Some(DhcpOption::SubnetSelection(ip)) = req.opts().get(OptionCode::SubnetSelection) {
         return *ip;
     }
-    if !giaddr.is_unspecified() {
-        return giaddr;
+    giaddr
+}
+
+/// A relay circuit: the relay (giaddr) and the port it saw the client on
+/// (option 82 circuit-id, RFC 3046 §3.1), when the relay sends one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Circuit {
+    relay: Ipv4Addr,
+    circuit_id: Vec<u8>,
+}
+
+/// The circuit of a relayed request; `None` for a direct client.
+fn circuit(req: &Message) -> Option<Circuit> {
+    let relay = req.giaddr();
+    if relay.is_unspecified() {
+        return None;
     }
-    inc.iface_addr
+    let circuit_id = match req.opts().get(OptionCode::RelayAgentInformation) {
+        Some(DhcpOption::RelayAgentInformation(info)) => {
+            match info.get(RelayCode::AgentCircuitId) {
+                Some(RelayInfo::AgentCircuitId(id)) => id.clone(),
+                _ => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
+    Some(Circuit { relay, circuit_id })
 }
 
 /// RFC 2131 §4.1: where a reply goes. Through a relay: to the relay's server

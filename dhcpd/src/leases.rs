@@ -23,6 +23,10 @@ use std::net::Ipv4Addr;
 use labnet_config::Subnet;
 use labnet_store::{Lease, LeaseState, Reservation, ReservationKey};
 
+/// How long after its binding began a client may DECLINE the address: it
+/// checks the address (ARP) right after the ACK, which takes seconds.
+pub const DECLINE_WINDOW: i64 = 60;
+
 /// Who a client is (RFC 2131 §4.2: the client identifier when the client
 /// sends one, else the hardware address).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -476,7 +480,10 @@ impl LeaseTable {
     }
 
     /// RFC 2131 §4.3.3: the client found the address in use. It goes on
-    /// probation; the returned row records that.
+    /// probation; the returned row records that. A client checks an address
+    /// right after its DHCPACK (RFC 2131 §4.4.1), so only a binding younger
+    /// than [`DECLINE_WINDOW`] may be declined: a DECLINE for a mere offer,
+    /// or for somebody's old lease (a forged chaddr), changes nothing.
     pub fn decline(
         &mut self,
         client: &Client,
@@ -485,16 +492,11 @@ impl LeaseTable {
         probation: i64,
     ) -> Option<Lease> {
         let mut l = match self.slots.get(&ip) {
-            Some(Slot::Bound(l)) if client.owns(l) => l.clone(),
-            Some(Slot::Offered { client: c, .. }) if *c == client.key => Lease {
-                ip,
-                mac: client.mac.clone(),
-                client_id: client.client_id.clone(),
-                hostname: None,
-                state: LeaseState::Declined,
-                starts: now,
-                expires: now,
-            },
+            Some(Slot::Bound(l))
+                if client.owns(l) && l.expires > now && now - l.starts <= DECLINE_WINDOW =>
+            {
+                l.clone()
+            }
             _ => return None,
         };
         l.state = LeaseState::Declined;
@@ -502,6 +504,31 @@ impl LeaseTable {
         l.expires = now + probation;
         self.set_probation(ip, now + probation);
         Some(l)
+    }
+
+    /// Whether `ip` is offered to, or bound to, the client `key` at `now`.
+    pub fn holds(&self, key: &ClientKey, ip: Ipv4Addr, now: i64) -> bool {
+        match self.slots.get(&ip) {
+            Some(Slot::Offered { client, until, .. }) => client == key && *until > now,
+            Some(Slot::Bound(l)) => key_of(l) == *key && l.expires > now,
+            _ => false,
+        }
+    }
+
+    /// Addresses of subnet `idx` on probation at `now`, and how many the
+    /// subnet allows at once: an eighth of its pools, at least 8, so a flood
+    /// of DECLINEs cannot take the pool out of use.
+    pub fn probation(&self, idx: usize, now: i64) -> (usize, usize) {
+        let s = &self.subnets[idx];
+        let on = self
+            .slots
+            .iter()
+            .filter(|(ip, slot)| {
+                matches!(slot, Slot::Declined { until } if *until > now) && s.cidr.contains(*ip)
+            })
+            .count();
+        let size: u64 = s.subnet.pools.iter().map(|p| p.len()).sum();
+        (on, usize::try_from(size / 8).unwrap_or(usize::MAX).max(8))
     }
 
     /// Someone answered our ping for `ip`: take it out of use for a while.

@@ -62,6 +62,14 @@ fn direct() -> Incoming {
     }
 }
 
+/// A unicast from the client at `ip` (a RENEW or a RELEASE).
+fn from(ip: Ipv4Addr) -> Incoming {
+    Incoming {
+        iface_addr: SERVER,
+        src: SocketAddrV4::new(ip, 68),
+    }
+}
+
 fn mac(n: u8) -> [u8; 6] {
     [0x52, 0x54, 0, 0, 0, n]
 }
@@ -320,7 +328,7 @@ fn returning_client_gets_its_address_back_after_release_and_expiry() {
     let mut rel = msg(MessageType::Release, 1);
     rel.set_ciaddr(a);
     let rel = with(rel, DhcpOption::ServerIdentifier(SERVER));
-    match s.handle(&rel, &direct(), T0 + 10) {
+    match s.handle(&rel, &from(a), T0 + 10) {
         Action::Commit { lease, reply: None } => assert_eq!(lease.state, LeaseState::Released),
         other => panic!("release: {other:?}"),
     }
@@ -481,16 +489,141 @@ fn link_selection_and_subnet_selection_pick_the_subnet() {
         .yiaddr()
         .octets()
         .starts_with(&[10, 99]));
-    // RFC 3011 subnet selection on a direct request.
-    let d = with(
+    // RFC 3011 subnet selection on a relayed request.
+    let mut d = with(
         msg(MessageType::Discover, 2),
+        DhcpOption::SubnetSelection(Ipv4Addr::new(10, 99, 0, 0)),
+    );
+    d.set_giaddr(Ipv4Addr::new(10, 77, 0, 1));
+    assert!(reply_of(s.handle(&d, &direct(), T0))
+        .msg
+        .yiaddr()
+        .octets()
+        .starts_with(&[10, 99]));
+    // Issue 12: a client on our own segment cannot pick a relay-only
+    // subnet with option 118; it gets an address of its own segment.
+    let d = with(
+        msg(MessageType::Discover, 3),
         DhcpOption::SubnetSelection(Ipv4Addr::new(10, 99, 0, 0)),
     );
     assert!(reply_of(s.handle(&d, &direct(), T0))
         .msg
         .yiaddr()
         .octets()
-        .starts_with(&[10, 99]));
+        .starts_with(&[10, 77]));
+}
+
+fn release(m: u8, ip: Ipv4Addr) -> Message {
+    let mut rel = msg(MessageType::Release, m);
+    rel.set_ciaddr(ip);
+    with(rel, DhcpOption::ServerIdentifier(SERVER))
+}
+
+fn decline(m: u8, ip: Ipv4Addr) -> Message {
+    with(
+        with(
+            msg(MessageType::Decline, m),
+            DhcpOption::RequestedIpAddress(ip),
+        ),
+        DhcpOption::ServerIdentifier(SERVER),
+    )
+}
+
+/// Issue 12, finding 3: a RELEASE with the victim's chaddr from another
+/// address, or a late DECLINE, leaves the victim's lease alone.
+#[test]
+fn forged_release_and_late_decline_change_nothing() {
+    let mut s = server("");
+    let victim = dora(&mut s, 1, T0);
+    let attacker = Ipv4Addr::new(10, 77, 0, 250);
+    assert!(matches!(
+        s.handle(&release(1, victim), &from(attacker), T0 + 5),
+        Action::Silent(Silence::NotFromHolder)
+    ));
+    assert!(matches!(
+        s.handle(&decline(1, victim), &direct(), T0 + 120),
+        Action::Silent(Silence::UnknownLease)
+    ));
+    // The victim renews its lease as before.
+    let mut renew = msg(MessageType::Request, 1);
+    renew.set_ciaddr(victim);
+    assert!(matches!(
+        s.handle(&renew, &from(victim), T0 + 200),
+        Action::Commit { reply: Some(_), .. }
+    ));
+}
+
+/// DISCOVER, OFFER, DECLINE: a declined offer is not a protocol path
+/// (RFC 2131 §4.4.1: the client checks after the ACK), so nothing is set
+/// aside.
+#[test]
+fn declining_an_offer_sets_nothing_aside() {
+    let mut s = server("");
+    for m in 1..=3 {
+        let offer = reply_of(s.handle(&msg(MessageType::Discover, m), &direct(), T0));
+        let _ = s.handle(&decline(m, offer.msg.yiaddr()), &direct(), T0);
+    }
+    let (on, _) = s.table.probation(0, T0);
+    assert_eq!(on, 0);
+    // Once the offers lapse, the whole pool is there for others.
+    for m in 4..=6 {
+        let _ = reply_of(s.handle(&msg(MessageType::Discover, m), &direct(), T0 + 31));
+    }
+}
+
+/// Probation holds at most an eighth of the pool (at least 8); past that a
+/// DECLINE frees the address instead.
+#[test]
+fn probation_is_capped() {
+    let mut s = server("");
+    let relay = Ipv4Addr::new(10, 99, 0, 1);
+    let (_, cap) = s.table.probation(1, T0);
+    assert_eq!(cap, 8);
+    for m in 1..=11u8 {
+        let mut d = msg(MessageType::Discover, m);
+        d.set_giaddr(relay);
+        let ip = reply_of(s.handle(&d, &direct(), T0)).msg.yiaddr();
+        let mut r = with(
+            with(
+                msg(MessageType::Request, m),
+                DhcpOption::ServerIdentifier(SERVER),
+            ),
+            DhcpOption::RequestedIpAddress(ip),
+        );
+        r.set_giaddr(relay);
+        assert!(matches!(s.handle(&r, &direct(), T0), Action::Commit { .. }));
+        let mut dec = decline(m, ip);
+        dec.set_giaddr(relay);
+        let _ = s.handle(&dec, &direct(), T0 + 1);
+    }
+    assert_eq!(s.table.probation(1, T0 + 2).0, cap);
+}
+
+/// `max_leases_per_circuit`: one relay port cannot take the pool; another
+/// port on the same relay still gets addresses.
+#[test]
+fn a_relay_circuit_is_capped() {
+    let mut s = server("max_leases_per_circuit = 3");
+    let via = |m: u8, port: &[u8]| {
+        let mut d = msg(MessageType::Discover, m);
+        d.set_giaddr(Ipv4Addr::new(10, 99, 0, 1));
+        let mut info = RelayAgentInformation::default();
+        info.insert(RelayInfo::AgentCircuitId(port.to_vec()));
+        with(d, DhcpOption::RelayAgentInformation(info))
+    };
+    let answered = |a: Action| matches!(a, Action::Send(_) | Action::PingThenSend { .. });
+    for m in 1..=3 {
+        assert!(answered(s.handle(&via(m, b"p1"), &direct(), T0)));
+    }
+    assert!(matches!(
+        s.handle(&via(4, b"p1"), &direct(), T0),
+        Action::Silent(Silence::CircuitLimit)
+    ));
+    // A client already on the circuit is still answered.
+    assert!(answered(s.handle(&via(2, b"p1"), &direct(), T0)));
+    assert!(answered(s.handle(&via(5, b"p2"), &direct(), T0)));
+    // Offers that lapse free the circuit's room.
+    assert!(answered(s.handle(&via(4, b"p1"), &direct(), T0 + 3600)));
 }
 
 #[test]

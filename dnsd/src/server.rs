@@ -135,7 +135,7 @@ impl Server {
         if dns.recursion_allowed.is_empty() {
             tracing::info!("recursion off: recursion_allowed is empty");
         } else {
-            let r = Recursion::from_config(&dns)?;
+            let r = Recursion::from_config(&dns, self.config.dns_root_hints()?)?;
             tracing::info!(
                 mode = if !dns.forwarders.is_empty() {
                     "forwarding"

@@ -135,6 +135,24 @@ impl Relay {
         self.exchange(&m, timeout)
     }
 
+    /// A DHCPRELEASE of `ip` for `mac`, sent from this socket with giaddr
+    /// set or not (`relayed`); the server sends no reply (RFC 2131 §4.3.4).
+    pub fn release(&mut self, mac: [u8; 6], ip: Ipv4Addr, server_id: Ipv4Addr, relayed: bool) {
+        let mut m = self.request(
+            MessageType::Release,
+            mac,
+            &[DhcpOption::ServerIdentifier(server_id)],
+        );
+        m.set_ciaddr(ip);
+        if !relayed {
+            m.set_giaddr(Ipv4Addr::UNSPECIFIED).set_hops(0);
+            m.opts_mut().remove(OptionCode::RelayAgentInformation);
+        }
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).expect("encode");
+        self.send_raw(&buf);
+    }
+
     /// A whole DISCOVER-OFFER-REQUEST-ACK; the ACKed address.
     pub fn dora(
         &mut self,

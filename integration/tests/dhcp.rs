@@ -520,6 +520,79 @@ fn relayed_reply_goes_back_to_the_relay_with_option_82() {
     );
 }
 
+/// Issue 12, finding 3: perfdhcp with 5,000 random chaddrs through one
+/// relay circuit once bound the whole pool; with `max_leases_per_circuit`
+/// it takes its share and a client on another circuit still gets an address.
+#[test]
+fn one_relay_circuit_cannot_empty_the_pool() {
+    require_tools("kea-admin", &["perfdhcp"]);
+    let mut lab = Lab::new("rcap", "ping_check = false\nmax_leases_per_circuit = 64");
+    lab.start();
+    let r = lab.relay();
+    let out = r
+        .cmd("perfdhcp")
+        .args([
+            "-4", "-l", "eth0", "-r", "1000", "-R", "5000", "-p", "4", "-W", "500000",
+        ])
+        .output()
+        .expect("perfdhcp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("REQUEST-ACK"),
+        "perfdhcp ran no exchanges:\n{text}"
+    );
+    let bound = lab.leases(false).len();
+    assert!(
+        (1..=64).contains(&bound),
+        "{bound} leases bound through one circuit (cap 64)\n{text}"
+    );
+    let got = in_netns(&r, || {
+        let mut relay =
+            Relay::bind(Ipv4Addr::new(10, 78, 0, 2), SERVER).expect("bind 10.78.0.2:67");
+        relay.circuit_id = Some(b"sw1/port2".to_vec());
+        (0..3).find_map(|_| relay.dora([2, 0, 0, 0, 0, 2], SERVER, Duration::from_secs(2)))
+    });
+    assert!(
+        got.is_some_and(|ip| ip.octets().starts_with(&[10, 78, 1])),
+        "the second circuit got no address: {got:?}\n{}",
+        lab.daemon().log_text()
+    );
+}
+
+/// Issue 12, finding 3: a RELEASE carrying the victim's chaddr and address,
+/// sent from another host (directly, or through the relay on another
+/// circuit), leaves the victim's lease bound.
+#[test]
+fn a_forged_release_leaves_the_victims_lease() {
+    let mut lab = Lab::new("rforge", "ping_check = false");
+    lab.start();
+    let r = lab.relay();
+    let victim_mac = [2, 0, 0, 0, 0, 7];
+    let victim = in_netns(&r, move || {
+        let mut relay =
+            Relay::bind(Ipv4Addr::new(10, 78, 0, 2), SERVER).expect("bind 10.78.0.2:67");
+        relay.circuit_id = Some(b"victim-port".to_vec());
+        let ip = (0..3)
+            .find_map(|_| relay.dora(victim_mac, SERVER, Duration::from_secs(2)))
+            .expect("the victim's lease");
+        // The attacker's forgeries: from the relay host's own address
+        // without giaddr, and relayed from another port.
+        relay.release(victim_mac, ip, SERVER, false);
+        relay.circuit_id = Some(b"attacker-port".to_vec());
+        relay.release(victim_mac, ip, SERVER, true);
+        ip
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let lease = lab.lease_for("02:00:00:00:00:07").unwrap_or_else(|| {
+        panic!(
+            "the victim's lease on {victim} is gone: {:?}",
+            lab.leases(true)
+        )
+    });
+    assert_eq!(lease["state"], "bound", "{lease}");
+    assert_eq!(lease["ip"], victim.to_string(), "{lease}");
+}
+
 // ---------------------------------------------------------------- robustness
 
 #[test]

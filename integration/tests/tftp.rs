@@ -532,3 +532,103 @@ fn bad_config_exits_non_zero_naming_the_key() {
     assert!(!o.status.success());
     assert!(text(&o).contains("root"), "{}", text(&o));
 }
+
+// ---------------------------------------------------------------- abuse
+
+/// A client that asks `timeout 255`, takes the OACK with ACK 0, and then
+/// never ACKs again, from `ADDRS` addresses with `PER_ADDR` sockets each.
+/// It prints `oack=N refused=M long_timeout_acked=K`, then holds its
+/// sockets open (so the server sees no ICMP) until killed.
+const SLOW_RRQ: &str = r#"
+import socket, sys, time, select
+srv, addrs, per = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+socks = []
+for a in addrs:
+    for _ in range(per):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((a, 0))
+        s.sendto(b"\x00\x01small.bin\x00octet\x00timeout\x00255\x00blksize\x001468\x00windowsize\x0064\x00", (srv, 69))
+        socks.append(s)
+oack = refused = long_to = 0
+pending = set(socks)
+end = time.time() + 10
+while pending and time.time() < end:
+    r, _, _ = select.select(list(pending), [], [], 0.5)
+    for s in r:
+        data, peer = s.recvfrom(70000)
+        pending.discard(s)
+        if data[:2] == b"\x00\x06":
+            oack += 1
+            if b"timeout\x00255" in data:
+                long_to += 1
+            s.sendto(b"\x00\x04\x00\x00", peer)
+        elif data[:2] == b"\x00\x05":
+            refused += 1
+print(f"oack={oack} refused={refused} long_timeout_acked={long_to}", flush=True)
+time.sleep(120)
+"#;
+
+/// Issue 12, finding 2: 512 RRQs asking `timeout 255` from 8 addresses, each
+/// ACKing only the OACK, once held every slot for 2.2 hours. Now a few
+/// addresses cannot fill the server (per-address cap), the long timeout is
+/// not granted, the stalled transfers end at `max_stall`, and a normal
+/// `tftp` get works throughout.
+#[test]
+fn slow_rrq_flood_leaves_others_served() {
+    require_tools("python3", &["python3"]);
+    let lab = Lab::start("tslow", "max_stall = \"4s\"");
+    let addrs: Vec<String> = (10..18).map(|i| format!("10.66.0.{i}")).collect();
+    for a in &addrs {
+        lab.cli
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", "tcli0"]);
+    }
+    let script = lab.dir.path().join("slow_rrq.py");
+    std::fs::write(&script, SLOW_RRQ).expect("script");
+    let report = lab.dir.path().join("slow_rrq.out");
+    let mut flood = lab
+        .cli
+        .cmd("python3")
+        .arg(&script)
+        .args([SRV, &addrs.join(","), "64"])
+        .stdout(std::fs::File::create(&report).expect("report"))
+        .spawn()
+        .expect("start python3");
+    let line = labnet_integration::wait_for("the flood's report", Duration::from_secs(30), || {
+        let t = std::fs::read_to_string(&report).ok()?;
+        t.contains("oack=").then_some(t)
+    });
+    let field = |k: &str| -> usize {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    // 32 per address by default: 256 of the 512 get a slot, the rest are
+    // refused, and the global cap (512) keeps room for everyone else.
+    assert_eq!(field("oack"), 8 * 32, "{line}\n{}", lab.log());
+    assert_eq!(field("refused"), 512 - 8 * 32, "{line}");
+    assert_eq!(field("long_timeout_acked"), 0, "{line}");
+
+    // Another client is served while the flood holds its slots.
+    let out = lab.dl("during.bin");
+    let o = lab.client(&[
+        "tftp",
+        "-m",
+        "binary",
+        SRV,
+        "-c",
+        "get",
+        "small.bin",
+        out.to_str().expect("utf-8"),
+    ]);
+    ok(&o, "tftp get during the flood", &lab);
+    lab.assert_same("small.bin", &out);
+
+    // The stalled transfers end at max_stall, sockets still open.
+    labnet_integration::wait_for("stalled transfers to end", Duration::from_secs(15), || {
+        (lab.daemon.log_text().matches("TimedOut").count() >= 8 * 32).then_some(())
+    });
+    let _ = flood.kill();
+    let _ = flood.wait();
+    lab.still_serving();
+}

@@ -11,7 +11,8 @@ const NAME: &str = "labnet-tftpd";
 
 fn main() -> ExitCode {
     let config = match labnet_daemon::start(NAME, "labnet's TFTP server", |c| {
-        c.require_tftp(NAME).map(drop)
+        c.require_tftp(NAME)?;
+        c.check_tftp_dirs()
     }) {
         Ok(c) => c,
         Err(code) => return code,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,12 @@ use crate::transfer::{self, Limits, NetasciiReader, Out, Outcome, Transfer};
 
 /// Read-ahead per transfer: one read syscall per this many bytes of file.
 const READ_AHEAD: usize = 256 * 1024;
+/// Smallest read-ahead when memory is short.
+const MIN_READ_AHEAD: usize = 16 * 1024;
+/// Memory all transfers together may hold in windows and read-ahead. Once
+/// one client could make 512 transfers hold 1.3 MB each (656 MB); now a
+/// transfer is granted what is left, down to lockstep with a small buffer.
+const MEMORY_BUDGET: usize = 128 << 20;
 /// How long shutdown waits for transfers to send their final ERROR.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -40,6 +47,45 @@ struct Shared {
     files: Option<Arc<dyn VirtualFiles>>,
     permits: Arc<Semaphore>,
     per_client: Mutex<HashMap<IpAddr, usize>>,
+    /// Bytes of window and read-ahead granted to running transfers.
+    memory: Arc<AtomicUsize>,
+}
+
+/// Memory granted to one transfer; returned to the budget when dropped.
+struct MemoryGrant {
+    pool: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl MemoryGrant {
+    /// Up to `want` bytes of what the budget has left, and never less than
+    /// `floor` (a transfer always gets enough for lockstep; the transfer
+    /// caps keep the floors' sum small).
+    fn take(pool: &Arc<AtomicUsize>, want: usize, floor: usize) -> MemoryGrant {
+        let mut bytes = floor;
+        let _ = pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            bytes = MEMORY_BUDGET.saturating_sub(used).min(want).max(floor);
+            Some(used + bytes)
+        });
+        MemoryGrant {
+            pool: pool.clone(),
+            bytes,
+        }
+    }
+
+    /// Give back what the transfer turned out not to need.
+    fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            self.pool.fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for MemoryGrant {
+    fn drop(&mut self) {
+        self.pool.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Holds one of a client's transfer slots; frees it when dropped.
@@ -148,6 +194,7 @@ impl Server {
                 files,
                 permits: Arc::new(Semaphore::new(cfg.max_transfers)),
                 per_client: Mutex::new(HashMap::new()),
+                memory: Arc::new(AtomicUsize::new(0)),
             }),
         })
     }
@@ -286,17 +333,27 @@ async fn transfer_task(
     };
     let local_ip = sock.local_addr().map(|a| a.ip()).unwrap_or(local.ip());
     let cfg = &shared.cfg;
+    let max_blksize = cfg.max_blksize.min(mtu::blksize_cap(local_ip, peer.ip()));
+    let mut memory = MemoryGrant::take(
+        &shared.memory,
+        transfer::MAX_WINDOW_BYTES + READ_AHEAD,
+        usize::from(max_blksize) + 4 + MIN_READ_AHEAD,
+    );
+    let read_ahead = (memory.bytes / 4).clamp(MIN_READ_AHEAD, READ_AHEAD);
     let limits = Limits {
-        max_blksize: cfg.max_blksize.min(mtu::blksize_cap(local_ip, peer.ip())),
+        max_blksize,
         max_windowsize: cfg.max_windowsize,
         timeout: cfg.timeout,
         retries: cfg.retries,
+        max_window_bytes: memory.bytes - read_ahead,
+        max_stall: cfg.max_stall,
+        max_life: cfg.max_transfer_time,
     };
     let started = Instant::now();
     let start = if req.write {
-        start_write(&shared, &req, &limits, started).map(|(t, o, p)| (t, o, Some(p)))
+        start_write(&shared, &req, &limits, read_ahead, started).map(|(t, o, p)| (t, o, Some(p)))
     } else {
-        start_read(&shared, &req, peer, &limits, started)
+        start_read(&shared, &req, peer, &limits, read_ahead, started)
             .await
             .map(|(t, o)| (t, o, None))
     };
@@ -314,6 +371,7 @@ async fn transfer_task(
         }
     };
     let blksize = t.blksize();
+    memory.shrink_to(t.window_bytes() + read_ahead);
     let outcome = drive(&mut t, &sock, outs, &shutdown).await;
     let st = t.stats();
     let ms = started.elapsed().as_millis() as u64;
@@ -442,6 +500,7 @@ async fn start_read(
     req: &Request<'_>,
     peer: SocketAddr,
     limits: &Limits,
+    read_ahead: usize,
     now: Instant,
 ) -> Result<(Transfer, Vec<Out>)> {
     let rel = files::normalize(req.filename, &shared.root)?;
@@ -460,7 +519,7 @@ async fn start_read(
         }
         None => {
             let (f, len) = files::open_read(&shared.root, &rel)?;
-            (Box::new(BufReader::with_capacity(READ_AHEAD, f)), len)
+            (Box::new(BufReader::with_capacity(read_ahead, f)), len)
         }
     };
     let (source, size): (Box<dyn Read + Send>, Option<u64>) = match req.mode {
@@ -477,6 +536,7 @@ fn start_write(
     shared: &Shared,
     req: &Request<'_>,
     limits: &Limits,
+    read_ahead: usize,
     now: Instant,
 ) -> Result<(Transfer, Vec<Out>, PathBuf)> {
     // RFC 1350 §5: without an upload directory a write is an access violation.
@@ -485,7 +545,7 @@ fn start_write(
     };
     let rel = files::normalize(req.filename, dir)?;
     let (f, path) = files::create_upload(dir, &rel)?;
-    let sink: Box<dyn Write + Send> = Box::new(BufWriter::with_capacity(READ_AHEAD, f));
+    let sink: Box<dyn Write + Send> = Box::new(BufWriter::with_capacity(read_ahead, f));
     let neg = transfer::negotiate(req, limits, None);
     let (t, outs) = Transfer::write(sink, req.mode, &neg, limits, now);
     Ok((t, outs, path))

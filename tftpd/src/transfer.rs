@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use crate::packet::{self, ErrorCode, Mode, Packet, Request};
 
 /// Largest window, in bytes, a transfer may hold (windowsize x blksize).
-/// Bounds memory per transfer whatever the client asks for.
+/// Bounds memory per transfer whatever the client asks for; the server
+/// lowers it further when its memory budget for all transfers runs short
+/// ([`Limits::max_window_bytes`]).
 pub const MAX_WINDOW_BYTES: usize = 1 << 20;
 
 /// Server-side bounds for negotiation and retransmission.
@@ -34,6 +36,17 @@ pub struct Limits {
     pub timeout: Duration,
     /// Retransmissions of one packet or window before giving up.
     pub retries: u32,
+    /// Largest window in bytes this transfer may hold (at most
+    /// [`MAX_WINDOW_BYTES`]; at least one block is always granted).
+    pub max_window_bytes: usize,
+    /// Longest time without progress (no new ACK or DATA) before giving up,
+    /// whatever timeout the client negotiated and however the back-off
+    /// grows. A client timeout longer than half of it is not acknowledged.
+    pub max_stall: Duration,
+    /// Longest life of a transfer from its request to its end, so a client
+    /// that ACKs one block just before each give-up cannot hold a slot
+    /// for hours.
+    pub max_life: Duration,
 }
 
 /// What negotiation settled (RFC 2347 and the option RFCs).
@@ -66,9 +79,11 @@ pub fn negotiate(req: &Request<'_>, limits: &Limits, size: Option<u64>) -> Negot
             n.oack.push(("blksize", n.blksize.to_string()));
         }
     }
-    // RFC 2349 §3: 1..=255 seconds, echoed as is.
+    // RFC 2349 §3: 1..=255 seconds, echoed as is, or not acknowledged (the
+    // server's own timeout applies) when it is longer than our stall limit
+    // leaves room for: a client must not buy itself hours of a slot.
     if let Some(v) = req.option("timeout").and_then(|v| v.parse::<u64>().ok()) {
-        if (1..=255).contains(&v) {
+        if (1..=255).contains(&v) && Duration::from_secs(v) * 2 <= limits.max_stall {
             n.timeout = Duration::from_secs(v);
             n.oack.push(("timeout", v.to_string()));
         }
@@ -86,7 +101,8 @@ pub fn negotiate(req: &Request<'_>, limits: &Limits, size: Option<u64>) -> Negot
     if !req.write {
         if let Some(v) = req.option("windowsize").and_then(|v| v.parse::<u32>().ok()) {
             if (1..=65535).contains(&v) {
-                let by_bytes = (MAX_WINDOW_BYTES / usize::from(n.blksize)).max(1);
+                let by_bytes =
+                    (limits.max_window_bytes.min(MAX_WINDOW_BYTES) / usize::from(n.blksize)).max(1);
                 let w = (v as usize)
                     .min(usize::from(limits.max_windowsize))
                     .min(by_bytes)
@@ -154,6 +170,11 @@ pub struct Transfer {
     max_retries: u32,
     retries: u32,
     deadline: Option<Instant>,
+    /// Give up at this instant if nothing moved since (see `Limits::max_stall`).
+    stall_end: Instant,
+    max_stall: Duration,
+    /// Give up at this instant whatever happens (`Limits::max_life`).
+    life_end: Instant,
     /// The OACK, kept for retransmission.
     oack: Option<Vec<u8>>,
     tsize_asked: bool,
@@ -221,6 +242,9 @@ impl Transfer {
             max_retries: limits.retries,
             retries: 0,
             deadline: None,
+            stall_end: now + limits.max_stall,
+            max_stall: limits.max_stall,
+            life_end: now + limits.max_life,
             oack: None,
             tsize_asked: neg.tsize_asked,
             stats: Stats::default(),
@@ -233,7 +257,7 @@ impl Transfer {
             out.push(Out::Send(o.clone()));
             t.oack = Some(o);
             t.phase = Phase::Oack;
-            t.deadline = Some(now + t.timeout);
+            t.arm(now, t.timeout);
         }
         (t, out)
     }
@@ -252,7 +276,7 @@ impl Transfer {
         } else {
             packet::encode_oack(&neg.oack)
         };
-        let t = Transfer {
+        let mut t = Transfer {
             kind: Kind::Write(WriteSide {
                 sink,
                 netascii: (mode == Mode::Netascii).then(NetasciiDecoder::default),
@@ -269,11 +293,15 @@ impl Transfer {
             timeout: neg.timeout,
             max_retries: limits.retries,
             retries: 0,
-            deadline: Some(now + neg.timeout),
+            deadline: None,
+            stall_end: now + limits.max_stall,
+            max_stall: limits.max_stall,
+            life_end: now + limits.max_life,
             oack: None,
             tsize_asked: neg.tsize_asked,
             stats: Stats::default(),
         };
+        t.arm(now, neg.timeout);
         (t, vec![Out::Send(first)])
     }
 
@@ -293,6 +321,15 @@ impl Transfer {
     /// The negotiated block size.
     pub fn blksize(&self) -> usize {
         self.blksize
+    }
+
+    /// Bytes this transfer holds for its window (what it costs the
+    /// server's memory budget besides the read-ahead).
+    pub fn window_bytes(&self) -> usize {
+        match &self.kind {
+            Kind::Read(r) => r.slots.iter().map(Vec::len).sum(),
+            Kind::Write(_) => self.blksize + 4,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -317,6 +354,17 @@ impl Transfer {
     /// Back-off: the base timeout doubles with each retry, up to 8x.
     fn backoff(&self) -> Duration {
         self.timeout.saturating_mul(1 << self.retries.min(3))
+    }
+
+    /// Wake up after `wait`, but never later than the stall or life limit.
+    fn arm(&mut self, now: Instant, wait: Duration) {
+        self.deadline = Some((now + wait).min(self.stall_end).min(self.life_end));
+    }
+
+    /// The client moved the transfer forward: the stall clock restarts.
+    fn progress(&mut self, now: Instant) {
+        self.retries = 0;
+        self.stall_end = now + self.max_stall;
     }
 
     /// A packet from the client (already matched to this transfer's TID).
@@ -360,7 +408,7 @@ impl Transfer {
             Some(d) if d <= now && self.phase != Phase::Done => {}
             _ => return out,
         }
-        if self.retries >= self.max_retries {
+        if self.retries >= self.max_retries || now >= self.stall_end || now >= self.life_end {
             self.fail(
                 ErrorCode::NotDefined,
                 "timed out",
@@ -384,7 +432,7 @@ impl Transfer {
             }
             (Kind::Write(w), _) => out.push(Out::Send(w.last_sent.clone())),
         }
-        self.deadline = Some(now + self.backoff());
+        self.arm(now, self.backoff());
         out
     }
 
@@ -396,7 +444,7 @@ impl Transfer {
             // RFC 2347: the client accepts the OACK with ACK 0.
             if block == 0 {
                 self.phase = Phase::Running;
-                self.retries = 0;
+                self.progress(now);
                 self.send_window(now, out);
             }
             return;
@@ -423,7 +471,7 @@ impl Transfer {
         // next window starts after it.
         r.base = acked + 1;
         r.filled -= ahead;
-        self.retries = 0;
+        self.progress(now);
         self.send_window(now, out);
     }
 
@@ -463,7 +511,7 @@ impl Transfer {
         for i in r.base..r.base + r.filled {
             out.push(Out::Data((i % ws) as usize));
         }
-        self.deadline = Some(now + self.timeout);
+        self.arm(now, self.timeout);
     }
 
     fn write_data(&mut self, block: u16, data: &[u8], now: Instant, out: &mut Vec<Out>) {
@@ -519,11 +567,11 @@ impl Transfer {
             out.push(Out::Send(w.last_sent.clone()));
             w.next += 1;
             self.phase = Phase::Running;
-            self.retries = 0;
+            self.progress(now);
             if last {
                 self.finish(Outcome::Complete, out);
             } else {
-                self.deadline = Some(now + self.timeout);
+                self.arm(now, self.timeout);
             }
         } else if w.next > 1 && block == wire(w.next - 1) {
             // Our ACK was lost and the client re-sent: ACK again.
@@ -662,6 +710,9 @@ mod tests {
             max_windowsize: 16,
             timeout: T,
             retries: 3,
+            max_window_bytes: MAX_WINDOW_BYTES,
+            max_stall: 30 * T,
+            max_life: 600 * T,
         }
     }
 
@@ -697,6 +748,93 @@ mod tests {
 
     fn ack(b: u16) -> Vec<u8> {
         packet::encode_ack(b)
+    }
+
+    /// Issue 12, finding 2: `timeout 255` once held a slot for 2.2 hours.
+    #[test]
+    fn a_long_client_timeout_is_not_acknowledged() {
+        let n = neg(&[("timeout", "255")], 10);
+        assert_eq!(n.timeout, T);
+        assert!(n.oack.is_empty(), "{:?}", n.oack);
+        let n = neg(&[("timeout", "15")], 10);
+        assert_eq!(n.timeout, 15 * T);
+    }
+
+    #[test]
+    fn a_stalled_transfer_ends_at_the_stall_limit_whatever_the_backoff() {
+        let t0 = Instant::now();
+        let mut l = limits();
+        l.retries = 100;
+        l.timeout = 10 * T;
+        let n = negotiate_plain(&l);
+        let (mut t, _) = Transfer::read(Box::new(Cursor::new(file(5000))), &n, &l, t0);
+        let mut now;
+        loop {
+            now = t.deadline().expect("a deadline while running");
+            assert!(now <= t0 + l.max_stall, "waited past the stall limit");
+            let outs = t.on_timeout(now);
+            if t.is_done() {
+                assert!(outs.contains(&Out::Done(Outcome::TimedOut)));
+                break;
+            }
+        }
+        assert_eq!(now, t0 + l.max_stall);
+    }
+
+    #[test]
+    fn a_trickling_client_is_cut_at_the_life_limit() {
+        let t0 = Instant::now();
+        let l = limits();
+        let n = negotiate_plain(&l);
+        let (mut t, _) = Transfer::read(Box::new(Cursor::new(file(512 * 2000))), &n, &l, t0);
+        // The client ACKs one block every 5 s: always in time for the
+        // retransmissions, never fast enough to finish 2000 blocks.
+        let mut now = t0;
+        let mut block = 1u16;
+        let mut end = None;
+        while end.is_none() {
+            let next_ack = now + 5 * T;
+            while let Some(d) = t.deadline().filter(|&d| d <= next_ack) {
+                if let Some(o) = done(&t.on_timeout(d)) {
+                    end = Some((d, o.clone()));
+                    break;
+                }
+            }
+            if end.is_some() {
+                break;
+            }
+            now = next_ack;
+            let _ = feed(&mut t, &ack(block), now);
+            block = block.wrapping_add(1);
+        }
+        let (at, outcome) = end.expect("ended");
+        assert_eq!(outcome, Outcome::TimedOut);
+        assert_eq!(at, t0 + l.max_life);
+    }
+
+    #[test]
+    fn the_window_fits_the_memory_granted() {
+        let mut l = limits();
+        l.max_window_bytes = 4 * 1024;
+        let b = encode_request(
+            false,
+            "f",
+            "octet",
+            &[("blksize", "1024"), ("windowsize", "16")],
+        );
+        let Ok(Packet::Request(r)) = Packet::decode(&b) else {
+            panic!("request")
+        };
+        let n = negotiate(&r, &l, Some(100_000));
+        assert_eq!((n.blksize, n.windowsize), (1024, 4));
+    }
+
+    fn negotiate_plain(l: &Limits) -> Negotiated {
+        let b = encode_request(false, "f", "octet", &[]);
+        let Ok(Packet::Request(r)) = Packet::decode(&b) else {
+            panic!("request")
+        };
+        negotiate(&r, l, Some(0))
     }
 
     fn feed(t: &mut Transfer, bytes: &[u8], now: Instant) -> Vec<Out> {

@@ -26,6 +26,8 @@ fn config(root: &Path, listen: &str, per_client: usize) -> TftpConfig {
         max_windowsize: 16,
         timeout: Duration::from_secs(1),
         retries: 2,
+        max_stall: Duration::from_secs(30),
+        max_transfer_time: Duration::from_secs(600),
     }
 }
 

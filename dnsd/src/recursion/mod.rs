@@ -117,8 +117,12 @@ pub struct Recursion {
 }
 
 impl Recursion {
-    /// From the `[dns]` config. Must run inside a tokio runtime.
-    pub fn from_config(dns: &DnsConfig) -> Result<Recursion, RecursionError> {
+    /// From the `[dns]` config and the addresses read from its
+    /// `root_hints` (`None`: the IANA root). Must run inside a tokio runtime.
+    pub fn from_config(
+        dns: &DnsConfig,
+        root_hints: Option<Vec<IpAddr>>,
+    ) -> Result<Recursion, RecursionError> {
         let mut forward: Vec<(Name, Arc<dyn Upstream>)> = Vec::new();
         for f in &dns.forward {
             let mut zone = Name::from_ascii(&f.zone).map_err(|e| RecursionError::ForwardZone {
@@ -135,10 +139,7 @@ impl Recursion {
         let default: Arc<dyn Upstream> = if !dns.forwarders.is_empty() {
             Arc::new(Forward::new(dns.forwarders.clone(), FORWARD_TIMEOUT))
         } else {
-            let roots: Vec<IpAddr> = match &dns.root_hints {
-                Some(h) => h.addrs.clone(),
-                None => IANA_ROOTS.to_vec(),
-            };
+            let roots: Vec<IpAddr> = root_hints.unwrap_or_else(|| IANA_ROOTS.to_vec());
             Arc::new(Iterate::new(&roots, dns.qname_minimisation))
         };
         let ttl = TtlPolicy {
