@@ -3,8 +3,10 @@
 //! Each subcommand group lives in its own module and talks to the store only
 //! through `labnet-store`'s traits, so it works on whatever backend the
 //! config's `[store] url` names. The daemons notice changes on their own
-//! (they poll the store's generation counters), so nothing here signals them.
+//! (they follow the store's change counters, and on PostgreSQL its NOTIFY),
+//! so nothing here signals them.
 
+mod checks;
 mod leases;
 mod profiles;
 mod records;
@@ -91,7 +93,7 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         }
         Cmd::CheckConfig => Ok(()),
         Cmd::Leases(c) => leases::run(c, store.as_ref(), config).await,
-        Cmd::Reservations(c) => reservations::run(c, store.as_ref()).await,
+        Cmd::Reservations(c) => reservations::run(c, store.as_ref(), config).await,
         Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
         Cmd::Zones(c) => zones::run(c, store.as_ref()).await,
         Cmd::Records(c) => records::run(c, store.as_ref()).await,

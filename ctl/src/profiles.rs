@@ -6,11 +6,11 @@
 //! profile without a fixed address). Hosts with neither boot the config's
 //! `[pxe] default_profile`. tftpd serves a change on the next request.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 use labnet_config::Config;
 use labnet_pxe::check_profile;
-use labnet_store::{format_mac, parse_mac, Assignment, BootProfile, Store};
+use labnet_store::{Assignment, BootProfile, Store};
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -50,10 +50,7 @@ pub enum Cmd {
     Unassign { mac: String },
 }
 
-fn mac(s: &str) -> anyhow::Result<String> {
-    let bytes = parse_mac(s).with_context(|| format!("`{s}` is not a MAC address"))?;
-    Ok(format_mac(&bytes))
-}
+use crate::checks::ethernet_mac as mac;
 
 pub async fn run(cmd: Cmd, store: &dyn Store, config: &Config) -> anyhow::Result<()> {
     let default = config
@@ -132,6 +129,7 @@ pub async fn run(cmd: Cmd, store: &dyn Store, config: &Config) -> anyhow::Result
         }
         Cmd::Assign { mac: m, profile } => {
             let m = mac(&m)?;
+            crate::checks::profile_exists(store, &profile).await?;
             match store.assign_profile(&m, &profile).await? {
                 Assignment::Reservation => println!("{m} boots {profile} (on its reservation)"),
                 _ => println!("{m} boots {profile}"),

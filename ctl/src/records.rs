@@ -82,6 +82,14 @@ pub async fn run(cmd: Cmd, store: &dyn Store) -> anyhow::Result<()> {
             }
             let zone = zone_for(store, &name).await?;
             let rec = one_record(&zone, &name, &rtype, &rdata, ttl)?;
+            let existing: Vec<String> = store
+                .zone_records(Some(&zone))
+                .await?
+                .into_iter()
+                .filter(|r| zone_key(&r.name) == zone_key(&rec.name))
+                .map(|r| r.rtype)
+                .collect();
+            crate::checks::cname_rule(&rec.name, &rec.rtype, &existing)?;
             let serial = store.add_record(&zone, &rec).await?;
             println!(
                 "added {} {} {} {} (zone {zone}, serial {serial})",

@@ -4,7 +4,10 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use labnet_config::Config;
 use labnet_store::{format_mac, parse_mac, Reservation, ReservationKey, Store};
+
+use crate::checks;
 
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -42,10 +45,7 @@ pub enum Cmd {
 
 fn key(mac: Option<String>, client_id: Option<String>) -> anyhow::Result<ReservationKey> {
     match (mac, client_id) {
-        (Some(m), None) => {
-            let bytes = parse_mac(&m).with_context(|| format!("`{m}` is not a MAC address"))?;
-            Ok(ReservationKey::Mac(format_mac(&bytes)))
-        }
+        (Some(m), None) => Ok(ReservationKey::Mac(checks::ethernet_mac(&m)?)),
         (None, Some(c)) => Ok(ReservationKey::ClientId(
             parse_mac(&c).with_context(|| format!("`{c}` is not hex bytes like 01:52:54:00:.."))?,
         )),
@@ -53,7 +53,7 @@ fn key(mac: Option<String>, client_id: Option<String>) -> anyhow::Result<Reserva
     }
 }
 
-pub async fn run(cmd: Cmd, store: &dyn Store) -> anyhow::Result<()> {
+pub async fn run(cmd: Cmd, store: &dyn Store, config: &Config) -> anyhow::Result<()> {
     match cmd {
         Cmd::Add {
             mac,
@@ -66,8 +66,16 @@ pub async fn run(cmd: Cmd, store: &dyn Store) -> anyhow::Result<()> {
             let Some(ip) = ip.or(ip_flag) else {
                 bail!("give the address to reserve")
             };
+            let key = key(mac, client_id)?;
+            checks::reservable(config, ip)?;
+            if let Some(h) = &hostname {
+                checks::host_name(h)?;
+            }
+            if let Some(p) = &profile {
+                checks::profile_exists(store, p).await?;
+            }
             let r = Reservation {
-                key: key(mac, client_id)?,
+                key,
                 ip,
                 hostname,
                 profile,

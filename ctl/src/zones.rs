@@ -86,6 +86,59 @@ pub fn presentation(data: &RData) -> String {
 }
 
 /// Parse master-file text relative to `origin`.
+/// The line where the record that breaks a master file starts.
+/// hickory's parser reports what is wrong but not where, so this parses
+/// growing prefixes that end between records (parentheses closed, RFC 1035
+/// §5.1) and bisects for the first one that fails: once a bad record is in,
+/// every longer prefix fails too.
+fn error_line(text: &str, path: Option<PathBuf>, origin: Option<Name>) -> Option<usize> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut cuts = vec![0usize];
+    let mut depth = 0i32;
+    for (i, line) in lines.iter().enumerate() {
+        let mut quoted = false;
+        let mut escaped = false;
+        for ch in line.chars() {
+            match ch {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = !quoted,
+                ';' if !quoted => break,
+                '(' if !quoted => depth += 1,
+                ')' if !quoted => depth -= 1,
+                _ => {}
+            }
+        }
+        if depth <= 0 {
+            depth = 0;
+            cuts.push(i + 1);
+        }
+    }
+    let fails = |k: usize| {
+        Parser::new(lines[..k].concat(), path.clone(), origin.clone())
+            .parse()
+            .is_err()
+    };
+    // cuts[0] (empty) parses; find the first cut that fails.
+    let (mut lo, mut hi) = (0usize, cuts.len() - 1);
+    if !fails(cuts[hi]) {
+        return None;
+    }
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if fails(cuts[mid]) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    // The bad record starts on the first non-blank line after the last
+    // prefix that parsed.
+    (cuts[lo]..cuts[hi])
+        .find(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with(';'))
+        .map(|i| i + 1)
+}
+
 pub fn parse(
     text: &str,
     path: Option<PathBuf>,
@@ -95,9 +148,20 @@ pub fn parse(
         .map(|o| Name::from_ascii(zone_key(o)))
         .transpose()
         .context("bad --origin")?;
-    let (origin, sets) = Parser::new(text, path, origin)
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e} (a file without $ORIGIN needs --origin)"))?;
+    let (origin, sets) = match Parser::new(text, path.clone(), origin.clone()).parse() {
+        Ok(x) => x,
+        Err(e) => {
+            let hint = if text.contains("$ORIGIN") || origin.is_some() {
+                String::new()
+            } else {
+                " (a file without $ORIGIN needs --origin)".to_owned()
+            };
+            match error_line(text, path, origin) {
+                Some(line) => bail!("line {line}: {e}{hint}"),
+                None => bail!("{e}{hint}"),
+            }
+        }
+    };
     let records = sets
         .values()
         .flat_map(|s| s.records_without_rrsigs().cloned())
