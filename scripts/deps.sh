@@ -15,6 +15,8 @@ PACKAGES=(
   isc-dhcp-client udhcpc busybox-static kea-admin
   # DNS clients and the secondaries that AXFR from labnet
   bind9-dnsutils dnsperf nsd knot
+  # the recursion tests: a peer resolver, drop rules for silent servers, a misbehaving server
+  unbound nftables python3-dnspython
   # TFTP clients; curl also scrapes the metrics endpoints
   tftp-hpa atftp curl
   # promtool, which checks the metrics text (its server is disabled below)
@@ -34,6 +36,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The daemons these packages ship must not hold our ports during tests.
-for svc in nsd knot kea-dhcp4-server prometheus postgresql; do
+for svc in nsd knot unbound kea-dhcp4-server prometheus postgresql; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

@@ -65,7 +65,8 @@ pub struct Config {
     pub pxe: Option<PxeConfig>,
     pub dns: Option<DnsConfig>,
     pub metrics: Option<MetricsConfig>,
-    /// Lines of the keys that [`Config::check_tftp_dirs`] checks later.
+    /// Lines of the keys that [`Config::check_tftp_dirs`] and
+    /// [`Config::dns_root_hints`] check later.
     pub(crate) lines: std::collections::HashMap<&'static str, usize>,
 }
 
@@ -116,6 +117,23 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// What only the DNS server's machine can check: the root server
+    /// addresses in `dns.root_hints` (`None` without that key). `labnet-dnsd
+    /// --check-config` runs it.
+    pub fn dns_root_hints(&self) -> Result<Option<Vec<std::net::IpAddr>>, ConfigError> {
+        let Some(path) = self.dns.as_ref().and_then(|d| d.root_hints.as_ref()) else {
+            return Ok(None);
+        };
+        raw::read_root_hints(path)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid {
+                path: self.path.clone(),
+                line: self.lines.get("dns.root_hints").copied().unwrap_or(1),
+                key: "dns.root_hints".into(),
+                reason,
+            })
     }
 
     /// Validate config text; `path` is only used in messages.

@@ -182,9 +182,21 @@ struct RawDns {
     listen: Spanned<Vec<SocketAddr>>,
     #[serde(default)]
     recursion_allowed: Vec<IpNet>,
-    root_hints: Option<PathBuf>,
+    root_hints: Option<Spanned<PathBuf>>,
     #[serde(default)]
     forwarders: Vec<SocketAddr>,
+    #[serde(default)]
+    forward: Vec<RawForward>,
+    #[serde(default = "default_cache_size")]
+    cache_size: Spanned<ByteSize>,
+    #[serde(default)]
+    min_ttl: u32,
+    #[serde(default = "default_max_ttl")]
+    max_ttl: Spanned<u32>,
+    #[serde(default = "default_max_negative_ttl")]
+    max_negative_ttl: u32,
+    #[serde(default = "yes")]
+    qname_minimisation: bool,
     lease_zone: Option<Spanned<String>>,
     #[serde(default = "default_lease_ttl")]
     lease_ttl: u32,
@@ -192,6 +204,97 @@ struct RawDns {
     secondaries: Vec<SocketAddr>,
     #[serde(default)]
     allow_transfer: Vec<IpNet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    zone: Spanned<String>,
+    servers: Spanned<Vec<SocketAddr>>,
+}
+
+/// A size in bytes: a number, or text with a K/M/G suffix ("64M", "1G",
+/// binary multiples, as Unbound reads them).
+#[derive(Clone, Copy)]
+struct ByteSize(u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bytes(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Bytes(n) => Ok(ByteSize(n)),
+            Either::Text(t) => {
+                let t = t.trim();
+                let (num, mult) = match t.char_indices().last() {
+                    Some((i, c)) if c.is_ascii_alphabetic() => {
+                        let m: u64 = match c.to_ascii_uppercase() {
+                            'K' => 1 << 10,
+                            'M' => 1 << 20,
+                            'G' => 1 << 30,
+                            _ => {
+                                return Err(serde::de::Error::custom(format!(
+                                    "`{t}`: use a number of bytes or a K, M or G suffix"
+                                )))
+                            }
+                        };
+                        (&t[..i], m)
+                    }
+                    _ => (t, 1),
+                };
+                num.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| n.checked_mul(mult))
+                    .map(ByteSize)
+                    .ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not a size")))
+            }
+        }
+    }
+}
+
+fn default_cache_size() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(64 << 20))
+}
+
+fn default_max_ttl() -> Spanned<u32> {
+    Spanned::new(0..0, 86_400)
+}
+
+fn default_max_negative_ttl() -> u32 {
+    3_600
+}
+
+/// Root server addresses from a hints file (the format of IANA's
+/// `named.root`: `NAME TTL [IN] A|AAAA ADDRESS`, `;` comments); other
+/// records (NS) are skipped. Err is the reason.
+pub(crate) fn read_root_hints(path: &std::path::Path) -> Result<Vec<std::net::IpAddr>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut addrs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split(';').next().unwrap_or("");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(pos) = f
+            .iter()
+            .position(|t| t.eq_ignore_ascii_case("A") || t.eq_ignore_ascii_case("AAAA"))
+        else {
+            continue;
+        };
+        let addr = f
+            .get(pos + 1)
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .ok_or_else(|| format!("{} line {}: not an address record", path.display(), i + 1))?;
+        addrs.push(addr);
+    }
+    if addrs.is_empty() {
+        return Err(format!("{} holds no A or AAAA record", path.display()));
+    }
+    Ok(addrs)
 }
 
 /// `a-b` or a single address, parsed where it stands.
@@ -375,6 +478,9 @@ impl RawConfig {
             }
         }
         let mut lines = std::collections::HashMap::new();
+        if let Some(h) = self.dns.as_ref().and_then(|d| d.root_hints.as_ref()) {
+            lines.insert("dns.root_hints", ctx.line_of(h.span().start));
+        }
         if let Some(t) = &self.tftp {
             lines.insert("tftp.root", ctx.line_of(t.root.span().start));
             if let Some(u) = &t.upload_dir {
@@ -876,11 +982,51 @@ impl RawDns {
         if let Some(z) = &self.lease_zone {
             check_domain(ctx, z, "dns.lease_zone")?;
         }
+        let mut forward = Vec::with_capacity(self.forward.len());
+        for f in self.forward {
+            check_domain(ctx, &f.zone, "dns.forward.zone")?;
+            if f.servers.get_ref().is_empty() {
+                return Err(ctx.invalid(
+                    f.servers.span(),
+                    "dns.forward.servers",
+                    "name at least one address:port",
+                ));
+            }
+            let zone = f.zone.get_ref().trim_end_matches('.').to_ascii_lowercase();
+            if forward.iter().any(|x: &ForwardZone| x.zone == zone) {
+                return Err(ctx.invalid(
+                    f.zone.span(),
+                    "dns.forward.zone",
+                    format!("`{zone}` is forwarded twice"),
+                ));
+            }
+            forward.push(ForwardZone {
+                zone,
+                servers: f.servers.into_inner(),
+            });
+        }
+        let cache_size = self.cache_size.get_ref().0;
+        if cache_size < 1 << 20 {
+            return Err(ctx.invalid(
+                self.cache_size.span(),
+                "dns.cache_size",
+                "at least 1M: a smaller cache only thrashes",
+            ));
+        }
+        if *self.max_ttl.get_ref() < self.min_ttl {
+            return Err(ctx.invalid(self.max_ttl.span(), "dns.max_ttl", "below dns.min_ttl"));
+        }
         Ok(DnsConfig {
             listen: self.listen.into_inner(),
             recursion_allowed: self.recursion_allowed,
-            root_hints: self.root_hints,
+            root_hints: self.root_hints.map(Spanned::into_inner),
             forwarders: self.forwarders,
+            forward,
+            cache_size,
+            min_ttl: self.min_ttl,
+            max_ttl: self.max_ttl.into_inner(),
+            max_negative_ttl: self.max_negative_ttl,
+            qname_minimisation: self.qname_minimisation,
             lease_zone: self.lease_zone.map(|z| z.into_inner()),
             lease_ttl: self.lease_ttl,
             secondaries: self.secondaries,

@@ -106,6 +106,41 @@ options = [
 }
 
 #[test]
+fn dns_recursion_keys() {
+    let c = Config::load(dir("tests/valid/dns-recursion.toml")).expect("valid");
+    let d = c.dns.expect("dns");
+    assert_eq!(d.cache_size, 128 << 20);
+    assert_eq!((d.min_ttl, d.max_ttl, d.max_negative_ttl), (5, 3600, 600));
+    assert_eq!(d.forward.len(), 2);
+    assert_eq!(d.forward[1].zone, "lab2.example");
+    assert!(d.root_hints.is_none());
+    let hints = std::env::temp_dir().join(format!("labnet-hints-{}", std::process::id()));
+    std::fs::write(
+        &hints,
+        ".  3600000 NS a.root-servers.net.\na.root-servers.net. 3600000 IN A 127.0.0.2\n; c\nb.root-servers.net. 3600000 AAAA ::1\n",
+    )
+    .expect("write");
+    let text = format!(
+        "[store]\nurl = \"sqlite:///tmp/x.db\"\n[dns]\nlisten = [\"127.0.0.1:53\"]\nroot_hints = \"{}\"\n",
+        hints.display()
+    );
+    let c = Config::parse(&text, "x.toml").expect("hints");
+    let h = c.dns_root_hints().expect("readable").expect("hints");
+    assert_eq!(h.len(), 2);
+    let _ = std::fs::remove_file(&hints);
+    // A missing file parses (it is the DNS server's machine that reads it)
+    // and is refused by the check, with its line.
+    let c = Config::parse(
+        "[store]\nurl = \"sqlite:///tmp/x.db\"\n[dns]\nlisten = [\"127.0.0.1:53\"]\nroot_hints = \"/nonexistent/root.hints\"\n",
+        "inline",
+    )
+    .expect("parses");
+    let err = c.dns_root_hints().expect_err("missing hints refused");
+    assert_eq!(err.line(), Some(5), "{err}");
+    assert!(err.to_string().contains("dns.root_hints"), "{err}");
+}
+
+#[test]
 fn a_missing_tftp_root_is_refused_with_its_line() {
     let c = Config::parse(
         "[store]\nurl = \"sqlite:///tmp/x.db\"\n[tftp]\nlisten = [\"127.0.0.1:69\"]\nroot = \"/nonexistent/labnet-tftp\"\n",

@@ -191,10 +191,26 @@ pub struct PxeConfig {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
-    /// Clients allowed to recurse (recursion comes with its own release).
+    /// Clients allowed to recurse; everyone else gets REFUSED for names
+    /// outside the local zones.
     pub recursion_allowed: Vec<IpNet>,
+    /// `root_hints = FILE` (NS and A/AAAA records, as IANA's named.root);
+    /// `None` means the built-in IANA root hints. Read on the DNS server's
+    /// machine by [`crate::Config::dns_root_hints`].
     pub root_hints: Option<PathBuf>,
+    /// Recursive servers to forward to instead of iterating from the root.
     pub forwarders: Vec<SocketAddr>,
+    /// `[[dns.forward]]`: conditional forwarding per domain.
+    pub forward: Vec<ForwardZone>,
+    /// Bytes the recursion cache may hold.
+    pub cache_size: u64,
+    /// TTL clamps for cached answers (seconds).
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    /// Longest time a negative answer is cached (RFC 2308 §5).
+    pub max_negative_ttl: u32,
+    /// Ask each zone's servers only about the next label (RFC 9156).
+    pub qname_minimisation: bool,
     /// Zone the names of DHCP clients live in (`<hostname>.<lease_zone>`).
     pub lease_zone: Option<String>,
     /// TTL of the A/PTR records made from leases.
@@ -203,6 +219,14 @@ pub struct DnsConfig {
     pub secondaries: Vec<SocketAddr>,
     /// Extra sources allowed AXFR (besides the secondaries).
     pub allow_transfer: Vec<IpNet>,
+}
+
+/// `[[dns.forward]] zone = "corp.example" servers = ["10.1.1.1:53"]`.
+#[derive(Debug, Clone)]
+pub struct ForwardZone {
+    /// Lowercase, without the trailing dot.
+    pub zone: String,
+    pub servers: Vec<SocketAddr>,
 }
 
 impl DnsConfig {

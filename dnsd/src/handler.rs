@@ -1,19 +1,24 @@
 //! The query core: bytes in, bytes out, against one [`View`]. No I/O.
 //!
-//! `handle` first tries the fast path (a pre-encoded reply for an existing
-//! name and type, with the ID, RD bit, question case and OPT patched in),
-//! then the full path: decode with hickory-proto, filter (opcode, counts,
-//! class, EDNS version), run the handler chain, encode within the size the
-//! client can take.
+//! `handle` first tries the reply cache (a pre-encoded reply for an existing
+//! name and type, with the ID, RD/CD/RA bits, question case and OPT patched
+//! in), then the full path: decode with hickory-proto, filter (opcode,
+//! counts, class, EDNS version), run the [`Pipeline`], encode within the
+//! size the client can take ([`QueryCtx::reply`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
 
-use crate::zone::{Catalog, Resolution};
+use crate::pipeline::Pipeline;
+use crate::query::{encode, QueryCtx};
+use crate::zone::Catalog;
 
 /// The EDNS payload size we advertise and the most we send over UDP
 /// (DNS flag day 2020: 1232 avoids IP fragmentation).
@@ -64,23 +69,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A link of the handler chain (in the spirit of hickory's catalog and
-/// `LookupControlFlow`): local zones first; GSLB and recursion come later
-/// and slot in after it.
-pub enum Flow {
-    /// This handler answers.
-    Break(Resolution),
-    /// Not ours: ask the next handler.
-    Continue,
-}
-
-/// Everything the core reads: the zones and the pre-encoded replies.
+/// Everything the core reads: the zones, the ACLs and the reply cache.
 #[derive(Debug, Default)]
 pub struct View {
     pub catalog: Catalog,
     pub acl: TransferAcl,
-    /// Lowercase wire qname + qtype (big-endian) -> reply to a plain query
-    /// with ID 0 and RD clear.
+    /// Clients that may recurse (`recursion_allowed`).
+    pub recursion_allowed: Vec<IpNet>,
+    /// The reply cache in front of the pipeline: lowercase wire qname +
+    /// qtype (big-endian) -> reply to a plain query with ID 0, RD and RA
+    /// clear. Only answers that do not depend on the client fill it: the
+    /// local zones' answers, built with the view (a GSLB answer, or a
+    /// recursive one, which only some clients may see, never goes here).
     fast: HashMap<Box<[u8]>, Box<[u8]>>,
 }
 
@@ -91,10 +91,26 @@ impl View {
         let mut view = View {
             catalog,
             acl,
+            recursion_allowed: Vec::new(),
             fast: HashMap::new(),
         };
         view.fast = view.prebuild();
         view
+    }
+
+    /// The same view, with the clients that may recurse.
+    pub fn with_recursion_allowed(mut self, nets: Vec<IpNet>) -> View {
+        self.recursion_allowed = nets;
+        self
+    }
+
+    /// Whether `ip` may recurse.
+    pub fn may_recurse(&self, ip: IpAddr) -> bool {
+        if self.recursion_allowed.is_empty() {
+            return false;
+        }
+        let ip = canonical(ip);
+        self.recursion_allowed.iter().any(|n| n.contains(&ip))
     }
 
     fn prebuild(&self) -> HashMap<Box<[u8]>, Box<[u8]>> {
@@ -108,13 +124,21 @@ impl View {
                     }
                 }
                 for t in types {
-                    let Some(res) = self.chain(name, t) else {
+                    let Some(res) = self.catalog.resolve(name, t) else {
                         continue;
                     };
+                    if res.leaves_zones.is_some() {
+                        // Recursive clients get the chain resolved on: not
+                        // the same for every client.
+                        continue;
+                    }
                     let mut meta = Metadata::new(0, MessageType::Response, OpCode::Query);
                     meta.recursion_desired = false;
+                    meta.authoritative = res.authoritative;
+                    meta.response_code = res.rcode;
                     let q = Query::query(name.clone(), t);
-                    let Some(bytes) = encode(&meta, &q, None, &res, u16::MAX as usize) else {
+                    let Some(bytes) = encode(&meta, &q, None, &res.into(), u16::MAX as usize)
+                    else {
                         continue;
                     };
                     // The fast path checks the size against each client's limit.
@@ -127,22 +151,6 @@ impl View {
             }
         }
         fast
-    }
-
-    /// Run the handler chain.
-    pub fn chain(&self, qname: &Name, qtype: RecordType) -> Option<Resolution> {
-        match self.local(qname, qtype) {
-            Flow::Break(r) => Some(r),
-            // GSLB, then recursion, go here.
-            Flow::Continue => None,
-        }
-    }
-
-    fn local(&self, qname: &Name, qtype: RecordType) -> Flow {
-        match self.catalog.resolve(qname, qtype) {
-            Some(r) => Flow::Break(r),
-            None => Flow::Continue,
-        }
     }
 
     /// Drop the pre-encoded replies (tests compare both paths).
@@ -167,16 +175,51 @@ fn name_key(name: &Name) -> Vec<u8> {
     key
 }
 
-/// Answer one DNS message received from `src`.
-pub fn handle(query: &[u8], src: SocketAddr, transport: Transport, view: &View) -> Reply {
-    if let Some(r) = fast_path(query, transport, view) {
-        return Reply::Message(r);
+/// What [`handle`] decided.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this now.
+    Ready(Reply),
+    /// A link is still working (recursion): run the pipeline to its end off
+    /// the socket thread, then send `ctx.reply(..)`.
+    Pending(Box<QueryCtx>),
+}
+
+/// Answer one DNS message received from `src` at `now`: the reply cache,
+/// then decode and filter, then the pipeline, polled once here so that an
+/// answer that needs no waiting (local names, recursion cache hits) goes
+/// back at once.
+pub fn handle(
+    query: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+    view: &View,
+    pipeline: &Pipeline,
+    now: Instant,
+) -> Step {
+    if let Some(r) = fast_path(query, src, transport, view) {
+        return Step::Ready(Reply::Message(r));
     }
-    slow_path(query, src, transport, view)
+    let ctx = match prepare(query, src, transport, view, now) {
+        Ok(ctx) => ctx,
+        Err(reply) => return Step::Ready(reply),
+    };
+    let polled = {
+        let mut fut = std::pin::pin!(pipeline.run(&ctx, view));
+        let mut cx = Context::from_waker(Waker::noop());
+        fut.as_mut().poll(&mut cx)
+    };
+    match polled {
+        Poll::Ready(answer) => Step::Ready(ctx.reply(&answer)),
+        // The future is dropped here; the caller runs the pipeline again
+        // where it may wait. Whatever the first poll started upstream (a
+        // resolution task) goes on and the second run joins it.
+        Poll::Pending => Step::Pending(Box::new(ctx)),
+    }
 }
 
 /// A header-only error reply for a query we cannot decode.
-fn header_error(query: &[u8], rcode: u8) -> Vec<u8> {
+pub fn header_error(query: &[u8], rcode: u8) -> Vec<u8> {
     let mut r = vec![0u8; 12];
     r[0] = query[0];
     r[1] = query[1];
@@ -186,7 +229,7 @@ fn header_error(query: &[u8], rcode: u8) -> Vec<u8> {
     r
 }
 
-fn fast_path(q: &[u8], transport: Transport, view: &View) -> Option<Vec<u8>> {
+fn fast_path(q: &[u8], src: SocketAddr, transport: Transport, view: &View) -> Option<Vec<u8>> {
     if q.len() < 17 || q[2] & 0xfa != 0 {
         // Too short, a response, an opcode other than QUERY, or TC set.
         return None;
@@ -258,7 +301,10 @@ fn fast_path(q: &[u8], transport: Transport, view: &View) -> Option<Vec<u8>> {
     r[1] = q[1];
     r[2] |= q[2] & 0x01; // RD
     r[3] |= q[3] & 0x10; // CD
-                         // Echo the question's case: same length, same place.
+    if view.may_recurse(src.ip()) {
+        r[3] |= 0x80; // RA: recursion is available to this client
+    }
+    // Echo the question's case: same length, same place.
     r[12..qname_end].copy_from_slice(&q[12..qname_end]);
     if edns {
         let ar = u16::from_be_bytes([r[10], r[11]]) + 1;
@@ -269,19 +315,30 @@ fn fast_path(q: &[u8], transport: Transport, view: &View) -> Option<Vec<u8>> {
     Some(r)
 }
 
-fn slow_path(bytes: &[u8], src: SocketAddr, transport: Transport, view: &View) -> Reply {
+/// Decode and filter: the query context for the pipeline, or the reply
+/// already decided (errors, zone transfers).
+fn prepare(
+    bytes: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+    view: &View,
+    now: Instant,
+) -> Result<QueryCtx, Reply> {
     if bytes.len() < 12 {
-        return Reply::Drop;
+        return Err(Reply::Drop);
     }
     if bytes[2] & 0x80 != 0 {
         // Never answer a response (no reflection loops).
-        return Reply::Drop;
+        return Err(Reply::Drop);
     }
     let msg = match Message::from_vec(bytes) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(peer = %src, error = %e, "malformed query");
-            return Reply::Message(header_error(bytes, ResponseCode::FormErr.low()));
+            return Err(Reply::Message(header_error(
+                bytes,
+                ResponseCode::FormErr.low(),
+            )));
         }
     };
     let meta = &msg.metadata;
@@ -294,11 +351,6 @@ fn slow_path(bytes: &[u8], src: SocketAddr, transport: Transport, view: &View) -
         e.set_version(0);
         e
     });
-    let limit = match (transport, &msg.edns) {
-        (Transport::Tcp, _) => u16::MAX as usize,
-        (Transport::Udp, None) => PLAIN_UDP_LIMIT,
-        (Transport::Udp, Some(e)) => e.max_payload().clamp(512, MAX_UDP_PAYLOAD) as usize,
-    };
     let error = |rcode: ResponseCode, q: Option<&Query>| {
         let mut m = rmeta;
         m.response_code = rcode;
@@ -318,72 +370,27 @@ fn slow_path(bytes: &[u8], src: SocketAddr, transport: Transport, view: &View) -
     if meta.op_code != OpCode::Query {
         // RFC 1035 §4.1.1 / RFC 6895: NOTIFY, UPDATE and the rest are not
         // implemented by a primary without them.
-        return error(ResponseCode::NotImp, msg.queries.first());
+        return Err(error(ResponseCode::NotImp, msg.queries.first()));
     }
     if msg.queries.len() != 1 {
-        return error(ResponseCode::FormErr, None);
+        return Err(error(ResponseCode::FormErr, None));
     }
     let query = &msg.queries[0];
     if let Some(e) = &msg.edns {
         if e.version() > 0 {
             // RFC 6891 §6.1.3.
-            return error(ResponseCode::BADVERS, None);
+            return Err(error(ResponseCode::BADVERS, None));
         }
     }
     if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
-        return error(ResponseCode::Refused, Some(query));
+        return Err(error(ResponseCode::Refused, Some(query)));
     }
     let qtype = query.query_type();
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-        return transfer(&msg, query, src, transport, view, rmeta);
+        return Err(transfer(&msg, query, src, transport, view, rmeta));
     }
-    let qname = query.name();
-    let Some(res) = view.chain(qname, qtype) else {
-        tracing::debug!(peer = %src, name = %qname, "not our zone");
-        return error(ResponseCode::Refused, Some(query));
-    };
-    match encode(&rmeta, query, resp_edns.as_ref(), &res, limit) {
-        Some(v) => Reply::Message(v),
-        None => error(ResponseCode::ServFail, Some(query)),
-    }
-}
-
-/// Encode a resolution; when it is larger than `limit`, drop the additional
-/// section (unless it is a referral's glue), else send TC with no records
-/// (RFC 2181 §9) so the client retries over TCP.
-fn encode(
-    meta: &Metadata,
-    query: &Query,
-    edns: Option<&Edns>,
-    res: &Resolution,
-    limit: usize,
-) -> Option<Vec<u8>> {
-    let build = |answers: &[Record], auth: &[Record], add: &[Record], tc: bool| {
-        let mut m = Message::new(meta.id, MessageType::Response, OpCode::Query);
-        m.metadata = *meta;
-        m.metadata.authoritative = res.authoritative;
-        m.metadata.response_code = res.rcode;
-        m.metadata.truncation = tc;
-        m.add_query(query.clone());
-        m.answers = answers.to_vec();
-        m.authorities = auth.to_vec();
-        m.additionals = add.to_vec();
-        if let Some(e) = edns {
-            m.set_edns(e.clone());
-        }
-        m.to_vec().ok()
-    };
-    let full = build(&res.answers, &res.authorities, &res.additionals, false)?;
-    if full.len() <= limit {
-        return Some(full);
-    }
-    if !res.referral && !res.additionals.is_empty() {
-        let less = build(&res.answers, &res.authorities, &[], false)?;
-        if less.len() <= limit {
-            return Some(less);
-        }
-    }
-    build(&[], &[], &[], true)
+    QueryCtx::new(&msg, src, transport, view.may_recurse(src.ip()), now)
+        .ok_or_else(|| error(ResponseCode::FormErr, None))
 }
 
 /// AXFR (RFC 5936) and IXFR answered with the whole zone (RFC 1995 §4).

@@ -1,37 +1,45 @@
-//! `labnet-dnsd`: labnet's DNS server. Part 1 owns the authoritative side:
-//! the zones and records in the shared store, and the names of DHCP clients
-//! (`<hostname>.<lease_zone>` A records and their PTRs) made live from the
-//! leases dhcpd writes.
+//! `labnet-dnsd`: labnet's DNS server. It is authoritative for the zones and
+//! records in the shared store and for the names of DHCP clients
+//! (`<hostname>.<lease_zone>` A records and their PTRs, made live from the
+//! leases dhcpd writes), and a recursive resolver for the clients in
+//! `recursion_allowed`.
 //!
 //! How a query flows:
 //!
 //! ```text
-//! UDP/TCP socket ─▶ handler::handle(bytes, src, transport, &View) ─▶ socket
-//!                      │ fast path: pre-encoded reply for (qname, qtype),
-//!                      │            ID / RD / question case / OPT patched in
-//!                      │ full path: decode (hickory-proto) → filter (opcode,
-//!                      │   counts, class, EDNS version) → handler chain →
-//!                      │   encode within the client's size (TC if it won't fit)
-//!                      ▼
-//!                   handler chain: local zones (zone::Catalog) ─Continue─▶
-//!                   [GSLB] ─Continue─▶ [recursion] ─Continue─▶ REFUSED
+//! UDP/TCP socket (server) ─▶ handler::handle(bytes, src, transport, &View, &Pipeline, now)
+//!   │ reply cache: pre-encoded local answer for (qname, qtype), ID / RD / RA /
+//!   │              question case / OPT patched in ─────────────────────────▶ socket
+//!   │ decode once (hickory-proto) → filter (opcode, counts, class, EDNS
+//!   │ version; AXFR/IXFR go to handler::transfer) → query::QueryCtx
+//!   ▼
+//! pipeline::Pipeline: local zones (zone::Catalog) ─Continue─▶ [GSLB, issue 8]
+//!   ─Continue─▶ recursion::Recursion (ACL, RFC 6303, cache, forwarders,
+//!               iteration) ─Continue─▶ REFUSED
+//!   │ polled once on the socket thread: local names and cache hits are
+//!   │ answered there; a query that must wait for upstream servers becomes a
+//!   │ tokio task that sends its reply when the pipeline ends
+//!   ▼
+//! QueryCtx::reply: encode within the client's size (TC if it won't fit)
 //! ```
 //!
-//! The chain works like hickory's catalog and `LookupControlFlow`: each
-//! link returns `Flow::Break(answer)` or `Flow::Continue`; GSLB and recursion
-//! (later issues) are further links. The core ([`handler`], [`zone`],
-//! [`view`]) does no I/O. The sockets and the reloader live in [`server`]:
-//! the hot path reads an in-memory [`handler::View`] behind an `Arc` that is
-//! swapped whole when the store's watcher reports that `Topic::Zones`,
-//! `Topic::Leases` or `Topic::Reservations` moved (at once on PostgreSQL,
-//! within 250 ms on SQLite) or a lease runs out, so no query ever waits on
-//! the store. When a zone's serial moves, its secondaries get a NOTIFY
-//! (RFC 1996) and may AXFR it over TCP. The socket loops count every reply
-//! by RCODE ([`metrics`]).
+//! The core ([`handler`], [`query`], [`pipeline`], [`zone`], [`view`], the
+//! recursion cache) does no I/O. The sockets and the reloader live in
+//! [`server`]: the hot path reads an in-memory [`handler::View`] behind an
+//! `Arc` that is swapped whole when the store's watcher reports that
+//! `Topic::Zones`, `Topic::Leases` or `Topic::Reservations` moved (at once on
+//! PostgreSQL, within 250 ms on SQLite) or a lease runs out, so no query ever
+//! waits on the store. When a zone's serial moves, its secondaries get a
+//! NOTIFY (RFC 1996) and may AXFR it over TCP. [`limits`] holds the socket
+//! side's caps; the socket loops count every reply by RCODE
+//! ([`metrics`]).
 
 pub mod handler;
 pub mod limits;
 pub mod metrics;
+pub mod pipeline;
+pub mod query;
+pub mod recursion;
 pub mod server;
 pub mod view;
 pub mod zone;
@@ -61,6 +69,8 @@ pub enum DnsError {
     },
     #[error("{0}")]
     Zone(String),
+    #[error(transparent)]
+    Recursion(#[from] recursion::RecursionError),
 }
 
 /// Serve DNS from `store` as `config` says until `shutdown` is cancelled.

@@ -17,8 +17,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handler::{handle, Reply, TransferAcl, Transport, View};
+use crate::handler::{handle, Reply, Step, TransferAcl, Transport, View};
 use crate::metrics::Via;
+use crate::pipeline::{Link, Pipeline};
+use crate::recursion::Recursion;
 use crate::view::{build, LeaseZones, SerialState, Snapshot};
 use crate::DnsError;
 
@@ -28,6 +30,9 @@ const POLL: Duration = Duration::from_millis(250);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// At most this many TCP connections at once; more are closed at accept.
 const TCP_MAX_CONNECTIONS: usize = 256;
+/// Client queries waiting for upstream answers at once; more are dropped
+/// (the client retries), so a flood of cache misses cannot grow memory.
+const MAX_PENDING: usize = 4096;
 /// How long shutdown waits for tasks to drain.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -126,6 +131,28 @@ impl Server {
             }),
             None => None,
         };
+        let mut more: Vec<Arc<dyn Link>> = Vec::new();
+        // GSLB (issue 8) goes here, before recursion.
+        if dns.recursion_allowed.is_empty() {
+            tracing::info!("recursion off: recursion_allowed is empty");
+        } else {
+            let r = Recursion::from_config(&dns, self.config.dns_root_hints()?)?;
+            tracing::info!(
+                mode = if !dns.forwarders.is_empty() {
+                    "forwarding"
+                } else if dns.root_hints.is_some() {
+                    "iterating from root_hints"
+                } else {
+                    "iterating from the IANA root"
+                },
+                forward_zones = dns.forward.len(),
+                cache_bytes = dns.cache_size,
+                "recursion on"
+            );
+            more.push(Arc::new(r));
+        }
+        let pipeline = Arc::new(Pipeline::new(more));
+        let pending = Arc::new(Semaphore::new(MAX_PENDING));
         // Follow the store from before the first build, so no write is
         // missed between the two.
         let watch = watch(
@@ -136,6 +163,7 @@ impl Server {
         let mut reloader = Reloader {
             store: self.store.clone(),
             leases_to,
+            recursion_allowed: dns.recursion_allowed.clone(),
             acl,
             serials: SerialState::default(),
             next_expiry: None,
@@ -161,15 +189,23 @@ impl Server {
 
         let tracker = TaskTracker::new();
         for sock in udp {
-            let shared = shared.clone();
+            let ctx = UdpCtx {
+                sock: Arc::new(sock),
+                shared: shared.clone(),
+                pipeline: pipeline.clone(),
+                pending: pending.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                tracker: tracker.clone(),
+            };
             let shutdown = shutdown.clone();
-            tracker.spawn_blocking(move || udp_loop(sock, shared, shutdown));
+            tracker.spawn_blocking(move || udp_loop(ctx, shutdown));
         }
         let sem = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
         for l in tcp {
             tracker.spawn(tcp_accept(
                 l,
                 shared.clone(),
+                pipeline.clone(),
                 sem.clone(),
                 shutdown.clone(),
                 tracker.clone(),
@@ -223,6 +259,7 @@ fn serials(view: &View) -> HashMap<Name, u32> {
 struct Reloader {
     store: Arc<dyn Store>,
     leases_to: Option<LeaseZones>,
+    recursion_allowed: Vec<ipnet::IpNet>,
     acl: TransferAcl,
     serials: SerialState,
     next_expiry: Option<i64>,
@@ -269,7 +306,8 @@ impl Reloader {
         }
         self.refused = refused;
         self.next_expiry = built.next_expiry;
-        let view = View::new(built.catalog, self.acl.clone());
+        let view = View::new(built.catalog, self.acl.clone())
+            .with_recursion_allowed(self.recursion_allowed.clone());
         tracing::debug!(
             zones = view.catalog.zones.len(),
             prebuilt = view.fast_len(),
@@ -375,13 +413,27 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DnsError> {
     TcpListener::from_std(s.into()).map_err(bind_err)
 }
 
+/// What a UDP socket thread needs.
+struct UdpCtx {
+    sock: Arc<std::net::UdpSocket>,
+    shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
+    /// Bounds the client queries waiting on upstream work.
+    pending: Arc<Semaphore>,
+    runtime: tokio::runtime::Handle,
+    tracker: TaskTracker,
+}
+
 /// One blocking thread per UDP socket: recv, answer, send. Blocking calls
-/// cost less per query than a reactor round trip.
-fn udp_loop(sock: std::net::UdpSocket, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// cost less per query than a reactor round trip. A query the pipeline
+/// cannot answer at once (it waits on upstream servers) becomes a task on
+/// the runtime, which sends the reply itself, so this thread goes straight
+/// back to the next datagram.
+fn udp_loop(u: UdpCtx, shutdown: CancellationToken) {
     let mut buf = vec![0u8; 65535];
-    let mut cached = shared.load();
+    let mut cached = u.shared.load();
     while !shutdown.is_cancelled() {
-        let (n, src) = match sock.recv_from(&mut buf) {
+        let (n, src) = match u.sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e)
                 if matches!(
@@ -398,11 +450,42 @@ fn udp_loop(sock: std::net::UdpSocket, shared: Arc<Shared>, shutdown: Cancellati
                 continue;
             }
         };
-        shared.refresh(&mut cached);
-        match handle(&buf[..n], src, Transport::Udp, &cached.1) {
+        u.shared.refresh(&mut cached);
+        let reply = match handle(
+            &buf[..n],
+            src,
+            Transport::Udp,
+            &cached.1,
+            &u.pipeline,
+            std::time::Instant::now(),
+        ) {
+            Step::Ready(r) => r,
+            Step::Pending(ctx) => {
+                let Ok(permit) = u.pending.clone().try_acquire_owned() else {
+                    tracing::debug!(peer = %src, "too many queries waiting upstream; dropped");
+                    continue;
+                };
+                let (sock, pipeline, view) = (u.sock.clone(), u.pipeline.clone(), cached.1.clone());
+                let _guard = u.runtime.enter();
+                u.tracker.spawn(async move {
+                    let answer = pipeline.run(&ctx, &view).await;
+                    if let Reply::Message(m) = ctx.reply(&answer) {
+                        crate::metrics::reply(Via::Udp, &m);
+                        // A UDP send does not block in practice (the socket
+                        // buffer drains at line rate).
+                        if let Err(e) = sock.send_to(&m, ctx.src) {
+                            tracing::debug!(peer = %ctx.src, error = %e, "udp send");
+                        }
+                    }
+                    drop(permit);
+                });
+                continue;
+            }
+        };
+        match reply {
             Reply::Message(m) => {
                 crate::metrics::reply(Via::Udp, &m);
-                if let Err(e) = sock.send_to(&m, src) {
+                if let Err(e) = u.sock.send_to(&m, src) {
                     tracing::debug!(peer = %src, error = %e, "udp send");
                 }
             }
@@ -414,6 +497,7 @@ fn udp_loop(sock: std::net::UdpSocket, shared: Arc<Shared>, shutdown: Cancellati
 async fn tcp_accept(
     listener: TcpListener,
     shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
     sem: Arc<Semaphore>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -436,9 +520,10 @@ async fn tcp_accept(
             continue;
         };
         let shared = shared.clone();
+        let pipeline = pipeline.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            tcp_conn(stream, peer, shared, shutdown).await;
+            tcp_conn(stream, peer, shared, pipeline, shutdown).await;
             drop(permit);
         });
     }
@@ -450,6 +535,7 @@ async fn tcp_conn(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -469,7 +555,18 @@ async fn tcp_conn(
             _ => return,
         }
         shared.refresh(&mut cached);
-        let msgs = match handle(&buf, peer, Transport::Tcp, &cached.1) {
+        let reply = match handle(
+            &buf,
+            peer,
+            Transport::Tcp,
+            &cached.1,
+            &pipeline,
+            std::time::Instant::now(),
+        ) {
+            Step::Ready(r) => r,
+            Step::Pending(ctx) => ctx.reply(&pipeline.run(&ctx, &cached.1).await),
+        };
+        let msgs = match reply {
             Reply::Drop => {
                 crate::metrics::dropped(Via::Tcp);
                 continue;

@@ -9,7 +9,8 @@ use hickory_proto::serialize::txt::Parser;
 use labnet_store::{Lease, LeaseState};
 use proptest::prelude::*;
 
-use crate::handler::{handle, Reply, TransferAcl, Transport, View};
+use crate::handler::{Reply, Step, TransferAcl, Transport, View};
+use crate::pipeline::Pipeline;
 use crate::view::{build, LeaseZones, SerialState, Snapshot};
 use crate::zone::{Catalog, Zone};
 
@@ -80,6 +81,21 @@ fn view() -> View {
             allow: vec!["192.0.2.0/24".parse().expect("net")],
         },
     )
+}
+
+/// The authoritative-only pipeline; every answer is ready at once.
+fn handle(bytes: &[u8], src: SocketAddr, t: Transport, v: &View) -> Reply {
+    match crate::handler::handle(
+        bytes,
+        src,
+        t,
+        v,
+        &Pipeline::local(),
+        std::time::Instant::now(),
+    ) {
+        Step::Ready(r) => r,
+        Step::Pending(ctx) => panic!("local answers never wait: {ctx:?}"),
+    }
 }
 
 fn src() -> SocketAddr {

@@ -288,6 +288,9 @@ pub struct Resolution {
     /// A referral: the additional section (glue) is needed, so the reply
     /// must be truncated rather than lose it.
     pub referral: bool,
+    /// The CNAME chain ends at this name, outside every zone of ours: a
+    /// resolver goes on from there (RFC 1034 §4.3.2 step 3a, §5.3.3).
+    pub leaves_zones: Option<Name>,
 }
 
 impl Resolution {
@@ -299,6 +302,7 @@ impl Resolution {
             authorities: Vec::new(),
             additionals: Vec::new(),
             referral: false,
+            leaves_zones: None,
         }
     }
 }
@@ -369,7 +373,10 @@ impl Catalog {
                             zone = z;
                             name = target;
                         }
-                        None => break,
+                        None => {
+                            res.leaves_zones = Some(target);
+                            break;
+                        }
                     }
                 }
                 ZoneAnswer::NoData => {
