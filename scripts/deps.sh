@@ -15,6 +15,8 @@ PACKAGES=(
   bind9-dnsutils dnsperf nsd knot
   # TFTP clients
   tftp-hpa atftp curl
+  # libFuzzer, which scripts/fuzz.sh builds from C++ source through libfuzzer-sys
+  g++
   # PXE in QEMU
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf cpio
 )
