@@ -5,6 +5,8 @@
 set -euo pipefail
 
 PACKAGES=(
+  # the store's second backend (tests start their own server)
+  postgresql
   # network plumbing for the test namespaces
   iproute2 iputils-ping procps
   # raw-packet probes in the abuse tests
@@ -32,6 +34,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The daemons these packages ship must not hold our ports during tests.
-for svc in nsd knot kea-dhcp4-server; do
+for svc in nsd knot kea-dhcp4-server postgresql; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done

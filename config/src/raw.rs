@@ -325,13 +325,13 @@ fn default_lease_ttl() -> u32 {
 impl RawConfig {
     pub(crate) fn validate(self, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         let url = self.store.url;
-        let known = ["sqlite://", "sqlite:"];
+        let known = ["sqlite://", "sqlite:", "postgres://", "postgresql://"];
         if !known.iter().any(|p| url.get_ref().starts_with(p)) {
             return Err(ctx.invalid(
                 url.span(),
                 "store.url",
                 format!(
-                    "`{}` is not a store URL this build supports; write sqlite:///path/to/labnet.db",
+                    "`{}` is not a store URL this build supports; write sqlite:///path/to/labnet.db or postgres://user:password@host/database",
                     url.get_ref()
                 ),
             ));

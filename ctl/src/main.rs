@@ -3,7 +3,8 @@
 //! Each subcommand group lives in its own module and talks to the store only
 //! through `labnet-store`'s traits, so it works on whatever backend the
 //! config's `[store] url` names. The daemons notice changes on their own
-//! (they poll the store's generation counters), so nothing here signals them.
+//! (they follow the store's change counters, and on PostgreSQL its NOTIFY),
+//! so nothing here signals them.
 
 mod checks;
 mod leases;

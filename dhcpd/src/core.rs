@@ -19,6 +19,10 @@ use crate::leases::{Client, ClientKey, LeaseTable, Refusal};
 use crate::options::SubnetOptions;
 use crate::pxe;
 
+/// Probation after a DECLINE when the ping check will look at the address
+/// again before it is offered.
+const DECLINE_RECHECK: i64 = 300;
+
 /// Where the request came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming {
@@ -278,7 +282,14 @@ impl Dhcp {
                 None => Action::Silent(Silence::UnknownLease),
             };
         }
-        let probation = self.cfg.decline_probation.as_secs() as i64;
+        // With the ping check on, the next offer of this address pings it
+        // first (and a reply sets the full probation, `address_in_use`), so
+        // a DECLINE need not hold it long: a flood of them then costs
+        // minutes, not the hour a conflict without the check deserves.
+        let mut probation = self.cfg.decline_probation.as_secs() as i64;
+        if self.cfg.ping_check {
+            probation = probation.min(DECLINE_RECHECK);
+        }
         match self.table.decline(c.client, ip, c.now, probation) {
             Some(lease) => Action::Commit { lease, reply: None },
             None => Action::Silent(Silence::UnknownLease),

@@ -178,6 +178,26 @@ impl LeaseTable {
         }
     }
 
+    /// Take in leases another node wrote to a shared store: an address the
+    /// store shows held (bound or declined, unexpired) is held here too,
+    /// replacing an offer or a stale binding of ours. Our own binding of
+    /// the same client that runs at least as long is kept.
+    pub fn merge_stored(&mut self, leases: Vec<Lease>, now: i64) {
+        let held: Vec<Lease> = leases
+            .into_iter()
+            .filter(|l| {
+                matches!(l.state, LeaseState::Bound | LeaseState::Declined) && l.expires > now
+            })
+            .filter(|l| match self.slots.get(&l.ip) {
+                Some(Slot::Bound(ours)) => {
+                    !(key_of(ours) == key_of(l) && ours.expires >= l.expires)
+                }
+                _ => true,
+            })
+            .collect();
+        self.load(held, now);
+    }
+
     /// Replace the reservations (at start and whenever the store's change).
     pub fn set_reservations(&mut self, rs: Vec<Reservation>) {
         self.reserved_ips = rs.iter().map(|r| r.ip).collect();

@@ -15,6 +15,23 @@
 //! only place ACKs are sent, and only after the transaction holding their
 //! leases has committed; while one commit runs the next batch fills up
 //! (group commit).
+//!
+//! Several nodes on one store (PostgreSQL): each node keeps its own lease
+//! table, and the store is the judge. Every lease write is a conditional
+//! claim ([`labnet_store::LeaseStore::commit_leases`]): the database takes
+//! it only when it does not show the address held by another client, in the
+//! same group-committed transaction, so no address is committed to two
+//! clients and no ACK leaves for a lease that was refused. A refused
+//! client gets no ACK; its node learns the holder's row, so its retry is
+//! NAKed and it starts over with an address that is free. This was chosen
+//! over an RFC 3074 hash split of the clients (Kea's load-balancing HA)
+//! because it needs no node list, no peer heartbeats and no takeover
+//! state: any node serves any client, which is also what lets a survivor
+//! serve the renewal or rebinding broadcast of a client whose node died
+//! (its REQUEST for its own address is a claim the database grants, the
+//! same client holding it). The cost is that two nodes answering the same
+//! DISCOVER may offer one address to two clients; one REQUEST then loses
+//! and is retried.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -24,7 +41,9 @@ use dhcproto::v4::Message;
 use dhcproto::{Encodable, Encoder};
 use labnet_config::{DhcpConfig, PxeConfig};
 use labnet_pxe::BootFiles;
-use labnet_store::{unix_now, Lease, LeaseState, Reservation, Store, Topic};
+use labnet_store::{
+    unix_now, watch, Lease, LeaseState, Reservation, Store, StoreError, Topic, Watch,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
@@ -43,8 +62,8 @@ const MIN_REPLY: usize = 300;
 /// ACKs waiting for the committer; when full, the interface tasks wait
 /// (and the socket buffers absorb the burst).
 const QUEUE: usize = 8192;
-/// How often the store's change counters are read.
-const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// Least time between two reads of other nodes' leases (shared store).
+const PEER_LEASES_EVERY: Duration = Duration::from_millis(200);
 /// How long a busy committer lets a batch fill before writing it.
 const LINGER: Duration = Duration::from_millis(4);
 /// Offers re-tried after a ping found the address in use.
@@ -68,6 +87,14 @@ enum Event {
     },
     Reservations(Vec<Reservation>),
     AdminLeases(Vec<Lease>),
+    /// The store is gone for good (its file replaced): stop.
+    StoreLost(StoreError),
+    /// Leases the store refused: their addresses are held by other clients
+    /// (bound by another node); these are the holders' rows.
+    HeldElsewhere(Vec<Lease>),
+    /// Leases written to a shared store since we last looked (by other
+    /// nodes, and ours).
+    PeerLeases(Vec<Lease>),
 }
 
 struct Pending {
@@ -79,6 +106,8 @@ struct Pending {
 pub struct Server {
     core: Dhcp,
     store: Arc<dyn Store>,
+    watch: Watch,
+    lease_seq: i64,
     ifaces: Arc<Vec<Iface>>,
     reload: Arc<Notify>,
 }
@@ -87,6 +116,15 @@ impl Server {
     /// Load the store and bind one socket per configured interface.
     pub async fn bind(cfg: &DhcpConfig, store: Arc<dyn Store>) -> Result<Server, DhcpError> {
         let mut core = Dhcp::new(Arc::new(cfg.clone()));
+        // Follow the store from before loading, so no change falls between.
+        // On a store other nodes write to, follow their leases too.
+        let mut topics = vec![Topic::Reservations, Topic::LeaseAdmin];
+        if store.shared() {
+            topics.push(Topic::Leases);
+        }
+        let watch = watch(store.clone(), &topics).await?;
+        // Rows written after this generation are newer than the load below.
+        let lease_seq = store.generation(Topic::Leases).await?;
         let now = unix_now();
         core.table.load(store.load_leases().await?, now);
         core.table.set_reservations(store.reservations().await?);
@@ -103,6 +141,8 @@ impl Server {
         Ok(Server {
             core,
             store,
+            watch,
+            lease_seq,
             ifaces: Arc::new(ifaces),
             reload: Arc::new(Notify::new()),
         })
@@ -128,6 +168,8 @@ impl Server {
         let Server {
             core,
             store,
+            watch,
+            lease_seq,
             ifaces,
             reload,
         } = self;
@@ -141,7 +183,9 @@ impl Server {
             let stop = shutdown.clone();
             tracker.spawn(async move {
                 tokio::select! {
-                    _ = boot.watch(WATCH_EVERY) => {}
+                    // A fatal store error reaches the lease watcher too,
+                    // which stops the server.
+                    _ = boot.follow() => {}
                     _ = stop.cancelled() => {}
                 }
             });
@@ -174,9 +218,12 @@ impl Server {
             ifaces.clone(),
             commit_rx,
             cfg.commit_batch,
+            ev_tx.clone(),
         ));
         tracker.spawn(watcher(
             store.clone(),
+            watch,
+            lease_seq,
             ev_tx.clone(),
             reload,
             shutdown.clone(),
@@ -185,6 +232,7 @@ impl Server {
 
         // Events that are not packets: ping results, store changes, the clock.
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let mut lost = None;
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -222,6 +270,21 @@ impl Server {
                         core.table.admin_release(l, now);
                     }
                 }
+                Event::HeldElsewhere(holders) => {
+                    // Learn the other node's bindings, so these addresses
+                    // are not offered again while held; the refused
+                    // client's retry is NAKed and it starts over.
+                    shared.lock().table.load(holders, now);
+                }
+                Event::PeerLeases(leases) => {
+                    shared.lock().table.merge_stored(leases, now);
+                }
+                Event::StoreLost(e) => {
+                    error!(error = %e, "the store is gone; stopping");
+                    lost = Some(e);
+                    shutdown.cancel();
+                    break;
+                }
             }
         }
         tracker.close();
@@ -234,7 +297,10 @@ impl Server {
         {
             warn!("tasks did not finish within 10s of shutdown");
         }
-        Ok(())
+        match lost {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -342,9 +408,12 @@ async fn committer(
     ifaces: Arc<Vec<Iface>>,
     mut rx: mpsc::Receiver<Pending>,
     batch: usize,
+    events: mpsc::Sender<Event>,
 ) {
     let mut pending: Vec<Pending> = Vec::with_capacity(batch);
     let mut busy = false;
+    // Failures are logged when they start and when they end, not per batch.
+    let mut withheld = 0usize;
     while rx.recv_many(&mut pending, batch).await > 0 {
         // Under load, let the batch fill for a moment: each commit has a
         // fixed cost (a WAL append, an fsync, thread hand-offs), so fewer,
@@ -362,60 +431,92 @@ async fn committer(
         busy = pending.len() > 1;
         let leases: Vec<Lease> = pending.iter().map(|p| p.lease.clone()).collect();
         match store.commit_leases(&leases).await {
-            Ok(()) => {
+            Ok(holders) => {
+                if withheld > 0 {
+                    info!(withheld, "lease commits work again");
+                    withheld = 0;
+                }
+                let refused: std::collections::HashSet<Ipv4Addr> =
+                    holders.iter().map(|l| l.ip).collect();
                 for p in pending.drain(..) {
-                    if let Some((iface, bytes, to)) = p.reply {
+                    if refused.contains(&p.lease.ip) {
+                        warn!(ip = %p.lease.ip, mac = %p.lease.mac, "the store shows this address held by another client (another node bound it); no ACK");
+                    } else if let Some((iface, bytes, to)) = p.reply {
                         send_bytes(&ifaces[iface], &bytes, to).await;
                         info!(ip = %p.lease.ip, mac = %p.lease.mac, hostname = p.lease.hostname.as_deref().unwrap_or(""), "DHCPACK");
                     } else {
                         info!(ip = %p.lease.ip, mac = %p.lease.mac, state = p.lease.state.as_str(), "lease updated");
                     }
                 }
+                if !holders.is_empty() {
+                    let _ = events.send(Event::HeldElsewhere(holders)).await;
+                }
             }
             Err(e) => {
                 // No ACK for an uncommitted lease: the clients will retry.
-                error!(error = %e, count = pending.len(), "lease commit failed; ACKs withheld");
+                if withheld == 0 {
+                    error!(error = %e, count = pending.len(), "lease commit failed; ACKs withheld until the store takes commits again");
+                }
+                withheld += pending.len();
                 pending.clear();
+                if e.is_fatal() {
+                    let _ = events.send(Event::StoreLost(e)).await;
+                }
             }
         }
     }
 }
 
-/// Follow the store: reservations, and lease releases an admin made.
+/// Follow the store: reservations, lease releases an admin made, and on a
+/// shared store the leases other nodes write.
+/// SIGHUP (`reload`) reloads both whether or not the store moved.
 async fn watcher(
     store: Arc<dyn Store>,
+    mut watch: Watch,
+    mut lease_seq: i64,
     tx: mpsc::Sender<Event>,
     reload: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut seen_res = store.generation(Topic::Reservations).await.unwrap_or(0);
-    let mut seen_admin = store.generation(Topic::LeaseAdmin).await.unwrap_or(0);
     loop {
-        tokio::select! {
+        let moved = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(WATCH_EVERY) => {}
-            _ = reload.notified() => {}
-        }
-        match store.generation(Topic::Reservations).await {
-            Ok(g) if g != seen_res => match store.reservations().await {
+            r = watch.changed() => match r {
+                Ok(moved) => moved,
+                Err(e) => {
+                    let _ = tx.send(Event::StoreLost(e)).await;
+                    return;
+                }
+            },
+            _ = reload.notified() => vec![Topic::Reservations, Topic::LeaseAdmin],
+        };
+        if moved.contains(&Topic::Reservations) {
+            match store.reservations().await {
                 Ok(rs) => {
-                    seen_res = g;
                     let _ = tx.send(Event::Reservations(rs)).await;
                 }
                 Err(e) => warn!(error = %e, "cannot reload reservations"),
-            },
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot read the store"),
+            }
         }
-        if let Ok(g) = store.generation(Topic::LeaseAdmin).await {
-            if g != seen_admin {
-                match store.load_leases().await {
-                    Ok(ls) => {
-                        seen_admin = g;
-                        let _ = tx.send(Event::AdminLeases(ls)).await;
-                    }
-                    Err(e) => warn!(error = %e, "cannot reload leases"),
+        if moved.contains(&Topic::Leases) {
+            // Another node's leases (a shared store): only what changed.
+            match store.leases_since(lease_seq).await {
+                Ok((ls, seq)) => {
+                    lease_seq = seq;
+                    let _ = tx.send(Event::PeerLeases(ls)).await;
                 }
+                Err(e) => warn!(error = %e, "cannot read other nodes' leases"),
+            }
+            // Under load the counter moves with every batch: read at most
+            // a few times a second.
+            tokio::time::sleep(PEER_LEASES_EVERY).await;
+        }
+        if moved.contains(&Topic::LeaseAdmin) {
+            match store.load_leases().await {
+                Ok(ls) => {
+                    let _ = tx.send(Event::AdminLeases(ls)).await;
+                }
+                Err(e) => warn!(error = %e, "cannot reload leases"),
             }
         }
     }

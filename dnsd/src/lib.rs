@@ -22,12 +22,14 @@
 //! (later issues) are further links. The core ([`handler`], [`zone`],
 //! [`view`]) does no I/O. The sockets and the reloader live in [`server`]:
 //! the hot path reads an in-memory [`handler::View`] behind an `Arc` that is
-//! swapped whole when the store's generation counters (`Topic::Zones`,
-//! `Topic::Leases`) move or a lease runs out, polled every 250 ms, so no
-//! query ever waits on SQLite. When a zone's serial moves, its secondaries
-//! get a NOTIFY (RFC 1996) and may AXFR it over TCP.
+//! swapped whole when the store's watcher reports that `Topic::Zones`,
+//! `Topic::Leases` or `Topic::Reservations` moved (at once on PostgreSQL,
+//! within 250 ms on SQLite) or a lease runs out, so no query ever waits on
+//! the store. When a zone's serial moves, its secondaries get a NOTIFY
+//! (RFC 1996) and may AXFR it over TCP.
 
 pub mod handler;
+pub mod limits;
 pub mod server;
 pub mod view;
 pub mod zone;

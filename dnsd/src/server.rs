@@ -9,7 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use labnet_config::Config;
-use labnet_store::{unix_now, Store, Topic};
+use labnet_store::{unix_now, watch, Store, StoreError, Topic, Watch};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,7 +21,7 @@ use crate::handler::{handle, Reply, TransferAcl, Transport, View};
 use crate::view::{build, LeaseZones, SerialState, Snapshot};
 use crate::DnsError;
 
-/// How often the store's generation counters are polled.
+/// How long a UDP socket read blocks before its loop looks at shutdown.
 const POLL: Duration = Duration::from_millis(250);
 /// A TCP connection with no complete query for this long is closed.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -125,12 +125,18 @@ impl Server {
             }),
             None => None,
         };
+        // Follow the store from before the first build, so no write is
+        // missed between the two.
+        let watch = watch(
+            self.store.clone(),
+            &[Topic::Zones, Topic::Leases, Topic::Reservations],
+        )
+        .await?;
         let mut reloader = Reloader {
             store: self.store.clone(),
             leases_to,
             acl,
             serials: SerialState::default(),
-            gens: (-1, -1, -1),
             next_expiry: None,
             refused: HashSet::new(),
         };
@@ -175,12 +181,15 @@ impl Server {
         };
         // Tell the secondaries at start: they may have missed changes.
         notifier.notify_changed(&HashMap::new(), &serials0);
+        let lost = Arc::new(std::sync::Mutex::new(None));
         tracker.spawn(reload_loop(
             reloader,
+            watch,
             shared.clone(),
             self.reload.clone(),
             notifier,
             shutdown.clone(),
+            lost.clone(),
         ));
         tracing::info!(addrs = ?addrs, zones = serials0.len(), "serving");
         labnet_daemon::ready();
@@ -192,7 +201,13 @@ impl Server {
             tracing::warn!("tasks did not stop in time");
         }
         tracing::info!("stopped");
-        Ok(())
+        // The store went away under us (e.g. its file was replaced): exit
+        // with the reason rather than serve a store no one writes.
+        let lost = lost.lock().ok().and_then(|mut l| l.take());
+        match lost {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -209,23 +224,13 @@ struct Reloader {
     leases_to: Option<LeaseZones>,
     acl: TransferAcl,
     serials: SerialState,
-    gens: (i64, i64, i64),
     next_expiry: Option<i64>,
     /// Lease names refused at the last build, so each refusal is logged once.
     refused: HashSet<(Ipv4Addr, String)>,
 }
 
 impl Reloader {
-    async fn generations(&self) -> Result<(i64, i64, i64), DnsError> {
-        Ok((
-            self.store.generation(Topic::Zones).await?,
-            self.store.generation(Topic::Leases).await?,
-            self.store.generation(Topic::Reservations).await?,
-        ))
-    }
-
     async fn rebuild(&mut self) -> Result<View, DnsError> {
-        let gens = self.generations().await?;
         let now = unix_now();
         let snap = Snapshot {
             zones: self
@@ -262,7 +267,6 @@ impl Reloader {
             refused.insert(key);
         }
         self.refused = refused;
-        self.gens = gens;
         self.next_expiry = built.next_expiry;
         let view = View::new(built.catalog, self.acl.clone());
         tracing::debug!(
@@ -274,35 +278,38 @@ impl Reloader {
         Ok(view)
     }
 
-    /// Whether the store moved or a lease ran out since the last build.
-    async fn stale(&self) -> Result<bool, DnsError> {
-        if self.next_expiry.is_some_and(|e| e <= unix_now()) {
-            return Ok(true);
-        }
-        Ok(self.generations().await? != self.gens)
+    /// Whether a lease ran out since the last build.
+    fn expired(&self) -> bool {
+        self.next_expiry.is_some_and(|e| e <= unix_now())
     }
 }
 
+/// Rebuild the view when the store's zones or leases move (the store's
+/// watcher says so), a lease runs out, or SIGHUP asks. A store that goes
+/// away for good ([`StoreError::is_fatal`]) is put in `lost` and stops the
+/// server.
 async fn reload_loop(
     mut reloader: Reloader,
+    mut watch: Watch,
     shared: Arc<Shared>,
     reload: Arc<Notify>,
     notifier: Notifier,
     shutdown: CancellationToken,
+    lost: Arc<std::sync::Mutex<Option<StoreError>>>,
 ) {
     loop {
-        let forced = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(POLL) => false,
-            _ = reload.notified() => true,
-        };
-        match reloader.stale().await {
-            Ok(false) if !forced => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot poll the store");
-                continue;
-            }
+            r = watch.changed() => if let Err(e) = r {
+                tracing::error!(error = %e, "the store is gone; stopping");
+                if let Ok(mut l) = lost.lock() {
+                    *l = Some(e);
+                }
+                shutdown.cancel();
+                return;
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => if !reloader.expired() { continue },
+            _ = reload.notified() => {}
         }
         match reloader.rebuild().await {
             Ok(view) => {

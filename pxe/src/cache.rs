@@ -2,7 +2,6 @@
 //! decisions and tftpd's generated files.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use labnet_config::PxeConfig;
 use labnet_store::{Store, Topic};
@@ -21,7 +20,7 @@ type Seen = (i64, i64);
 /// (dhcpd's decisions); [`BootFiles::refresh`] costs two one-row reads when
 /// nothing moved. tftpd refreshes before each generated file it serves, so
 /// a `labnetctl` change is in the very next file; dhcpd runs
-/// [`BootFiles::watch`] beside its loop.
+/// [`BootFiles::follow`] beside its loop.
 pub struct BootFiles {
     store: Arc<dyn Store>,
     cfg: PxeConfig,
@@ -93,13 +92,16 @@ impl BootFiles {
         Ok(book)
     }
 
-    /// Refresh every `every`, forever (until the caller drops the future).
-    /// A failed refresh is logged and the last book kept.
-    pub async fn watch(&self, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Refresh whenever the store's watcher says profiles or reservations
+    /// moved, until the caller drops the future or the store is gone for
+    /// good (the error is returned). A failed refresh is logged and the
+    /// last book kept.
+    pub async fn follow(&self) -> Result<(), PxeError> {
+        let mut w =
+            labnet_store::watch(self.store.clone(), &[Topic::Profiles, Topic::Reservations])
+                .await?;
         loop {
-            tick.tick().await;
+            w.changed().await?;
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "cannot reload boot profiles; keeping the last ones");
             }

@@ -2,11 +2,8 @@
 
 use std::net::Ipv4Addr;
 
+use crate::Result;
 use serde::Serialize;
-use sqlx::{QueryBuilder, Row};
-
-use crate::sqlite::{bump, SqliteStore};
-use crate::{Result, StoreError, Topic};
 
 /// Where a lease stands (RFC 2131 §4.3: an address is bound to a client, or
 /// free again after release or expiry, or set aside after a DECLINE).
@@ -29,7 +26,7 @@ impl LeaseState {
         }
     }
 
-    fn parse(s: &str) -> Option<LeaseState> {
+    pub(crate) fn parse(s: &str) -> Option<LeaseState> {
         Some(match s {
             "bound" => LeaseState::Bound,
             "released" => LeaseState::Released,
@@ -77,8 +74,19 @@ pub trait LeaseStore: Send + Sync {
     /// Every lease row, whatever its state (dhcpd loads these at start).
     async fn load_leases(&self) -> Result<Vec<Lease>>;
     /// Write a batch of leases in one transaction; when this returns `Ok`,
-    /// every one of them is durable.
-    async fn commit_leases(&self, leases: &[Lease]) -> Result<()>;
+    /// every lease written is durable.
+    ///
+    /// Each lease is a claim (see [`CLAIM`]): it is written only when the
+    /// store does not show its address held by another client, so nodes
+    /// sharing one store never commit one address to two clients. Returns
+    /// the store's rows for the addresses whose claim was refused (their
+    /// holders); the caller must not acknowledge those leases. When a batch
+    /// holds several rows for one address, the last one counts.
+    async fn commit_leases(&self, leases: &[Lease]) -> Result<Vec<Lease>>;
+    /// Leases written since the write numbered `seq` (0: all), and the
+    /// number of the latest write among them (`seq` when there are none).
+    /// Nodes sharing a store follow one another's leases with this.
+    async fn leases_since(&self, seq: i64) -> Result<(Vec<Lease>, i64)>;
     /// Bound leases that have not expired at `now`.
     async fn active_leases(&self, now: i64) -> Result<Vec<Lease>>;
     /// An admin frees an address: the lease becomes `released` now. Returns
@@ -86,93 +94,39 @@ pub trait LeaseStore: Send + Sync {
     async fn release_lease(&self, ip: Ipv4Addr, now: i64) -> Result<bool>;
 }
 
-/// Rows per INSERT statement: SQLite allows 32766 bound parameters.
-const ROWS_PER_STATEMENT: usize = 1000;
+/// The conditional write behind [`LeaseStore::commit_leases`], the same SQL
+/// on both backends (an upsert whose update only happens when the stored
+/// row allows it; `RETURNING` names the rows written).
+///
+/// The stored row blocks the write while it is held, i.e. bound or declined
+/// and not expired at the new lease's `starts`, by another client. "Another
+/// client" follows dhcpd's rule (`Client::owns`): client identifiers decide
+/// when both rows have one, else the hardware address. On PostgreSQL the
+/// upsert locks the conflicting row and evaluates the condition on its
+/// latest committed version, so two nodes claiming one address at once
+/// serialise and the second is refused; on SQLite writers are serialised
+/// by the write lock already.
+pub(crate) const CLAIM: &str = " ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, \
+    client_id = excluded.client_id, hostname = excluded.hostname, state = excluded.state, \
+    starts = excluded.starts, expires = excluded.expires, seq = excluded.seq \
+    WHERE leases.state NOT IN ('bound', 'declined') OR leases.expires <= excluded.starts \
+    OR CASE WHEN leases.client_id IS NOT NULL AND excluded.client_id IS NOT NULL \
+    THEN leases.client_id = excluded.client_id ELSE leases.mac = excluded.mac END \
+    RETURNING ip";
 
-fn lease_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Lease> {
-    let ip: String = row.try_get("ip")?;
-    let state: String = row.try_get("state")?;
-    Ok(Lease {
-        ip: ip
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("lease ip `{ip}`")))?,
-        mac: row.try_get("mac")?,
-        client_id: row.try_get("client_id")?,
-        hostname: row.try_get("hostname")?,
-        state: LeaseState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("lease state `{state}`")))?,
-        starts: row.try_get("starts")?,
-        expires: row.try_get("expires")?,
-    })
-}
-
-#[async_trait::async_trait]
-impl LeaseStore for SqliteStore {
-    async fn load_leases(&self) -> Result<Vec<Lease>> {
-        let rows =
-            sqlx::query("SELECT ip, mac, client_id, hostname, state, starts, expires FROM leases")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(lease_from_row).collect()
-    }
-
-    async fn commit_leases(&self, leases: &[Lease]) -> Result<()> {
-        if leases.is_empty() {
-            return Ok(());
+/// The last row for each address, in first-seen order (an upsert may not
+/// touch one row twice in one statement).
+pub(crate) fn last_per_address(leases: &[Lease]) -> Vec<Lease> {
+    let mut at = std::collections::HashMap::with_capacity(leases.len());
+    let mut out: Vec<Lease> = Vec::with_capacity(leases.len());
+    for l in leases {
+        match at.get(&l.ip) {
+            Some(&i) => out[i] = l.clone(),
+            None => {
+                at.insert(l.ip, out.len());
+                out.push(l.clone());
+            }
         }
-        let mut conn = self.writer.lock().await;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        for chunk in leases.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO leases (ip, mac, client_id, hostname, state, starts, expires) ",
-            );
-            q.push_values(chunk, |mut b, l| {
-                b.push_bind(l.ip.to_string())
-                    .push_bind(&l.mac)
-                    .push_bind(&l.client_id)
-                    .push_bind(&l.hostname)
-                    .push_bind(l.state.as_str())
-                    .push_bind(l.starts)
-                    .push_bind(l.expires);
-            });
-            q.push(
-                " ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, client_id = excluded.client_id, \
-                 hostname = excluded.hostname, state = excluded.state, starts = excluded.starts, \
-                 expires = excluded.expires",
-            );
-            q.build().execute(&mut *tx).await?;
-        }
-        bump(&mut tx, Topic::Leases).await?;
-        tx.commit().await?;
-        Ok(())
     }
-
-    async fn active_leases(&self, now: i64) -> Result<Vec<Lease>> {
-        let rows = sqlx::query(
-            "SELECT ip, mac, client_id, hostname, state, starts, expires FROM leases \
-             WHERE state = 'bound' AND expires > ? ORDER BY ip",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(lease_from_row).collect()
-    }
-
-    async fn release_lease(&self, ip: Ipv4Addr, now: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            "UPDATE leases SET state = 'released', expires = ? WHERE ip = ? AND state = 'bound'",
-        )
-        .bind(now)
-        .bind(ip.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n > 0 {
-            bump(&mut tx, Topic::Leases).await?;
-            bump(&mut tx, Topic::LeaseAdmin).await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
-    }
+    out
 }

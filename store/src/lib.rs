@@ -1,26 +1,43 @@
 //! `labnet-store`: the one store labnet's daemons and `labnetctl` share.
 //!
 //! The daemons see it only through the traits here ([`LeaseStore`],
-//! [`ReservationStore`], [`ZoneStore`], gathered in [`Store`]); [`SqliteStore`] implements
-//! them on one SQLite file in WAL mode with a busy timeout, so three daemons
-//! and the CLI can use it at once. A PostgreSQL backend implements the same
-//! traits without the daemons changing.
+//! [`ReservationStore`], [`ZoneStore`], [`ProfileStore`], gathered in
+//! [`Store`]) and [`open`], which picks the backend from the URL:
+//!
+//! - `sqlite:///path/labnet.db` → [`SqliteStore`] (`src/sqlite/`): one file
+//!   in WAL mode with a busy timeout, so the daemons and the CLI on one
+//!   machine use it at once;
+//! - `postgres://user:pass@host/db` (or `postgresql://`, the libpq URL forms,
+//!   `?host=/socket/dir`, `?sslmode=`) → [`PgStore`] (`src/postgres/`), which
+//!   several machines share.
+//!
+//! Each backend folder holds its SQL and its migrations; the row types here
+//! ([`Lease`], [`Reservation`], ...) hold no backend's types. Addresses are
+//! stored as integers (the address as an unsigned 32-bit number), which sort
+//! and range in address order on both backends.
 //!
 //! How a change made by one process reaches the others: every write bumps a
-//! per-topic counter ([`Topic`]) in the same transaction; daemons poll
-//! [`Store::generation`] (a one-row read) and reload what moved. Hot paths
-//! never wait on the store: dhcpd keeps its lease table in memory and writes
-//! through in batches, dnsd answers from an in-memory view.
+//! per-topic counter ([`Topic`]) in the same transaction; [`watch`] follows
+//! the counters of the topics a daemon cares about and says which moved. On
+//! PostgreSQL the writer also sends a NOTIFY, so watchers wake at once;
+//! polling stays as the fallback. Hot paths never wait on the store: dhcpd
+//! keeps its lease table in memory and writes through in batches, dnsd
+//! answers from an in-memory view.
 //!
-//! Durability: `synchronous = FULL` in WAL mode, so a committed lease survives
-//! a power cut, not only `kill -9`; writers batch to pay one fsync per batch.
+//! Durability: SQLite runs `synchronous = FULL` in WAL mode and PostgreSQL
+//! commits synchronously, so a committed lease survives a power cut, not
+//! only `kill -9`; writers batch to pay one flush per batch.
 
 mod error;
 mod leases;
 mod names;
+mod postgres;
 mod profiles;
 mod reservations;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod watch;
 mod zones;
 
 use std::sync::Arc;
@@ -30,9 +47,11 @@ pub use leases::{Lease, LeaseState, LeaseStore};
 pub use names::{
     admin_names, fqdn, lease_label, lease_names, synthesized_ns, LeaseName, NameRefusal,
 };
+pub use postgres::PgStore;
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
+pub use watch::{watch, Watch};
 pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -54,6 +73,15 @@ pub enum Topic {
 }
 
 impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 5] = [
+        Topic::Leases,
+        Topic::LeaseAdmin,
+        Topic::Reservations,
+        Topic::Zones,
+        Topic::Profiles,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Topic::Leases => "leases",
@@ -70,12 +98,32 @@ impl Topic {
 pub trait Store: LeaseStore + ReservationStore + ZoneStore + ProfileStore + Send + Sync {
     /// The counter for `topic`; it moves whenever data under it changes.
     async fn generation(&self, topic: Topic) -> Result<i64>;
+    /// Topics other processes announce as they write them, when the backend
+    /// can push (PostgreSQL's NOTIFY); `None` when only polling tells.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Topic>> {
+        None
+    }
+    /// Whether processes on other machines may write leases here (several
+    /// dhcpd nodes): then each dhcpd follows the others' leases.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Open the store a config's `[store] url` names, creating and migrating it
-/// if needed.
+/// if needed (on PostgreSQL, the database is created when the server has
+/// none of that name and the user may create one).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(open_sqlite(url).await?))
+    if is_postgres_url(url) {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Ok(Arc::new(open_sqlite(url).await?))
+    }
+}
+
+/// Does `url` name a PostgreSQL store?
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Open an SQLite store from a `sqlite://` URL.
@@ -85,6 +133,18 @@ pub async fn open_sqlite(url: &str) -> Result<SqliteStore> {
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
     SqliteStore::open(std::path::Path::new(path)).await
+}
+
+/// An address as both backends store it.
+pub(crate) fn ip_to_db(ip: std::net::Ipv4Addr) -> i64 {
+    i64::from(u32::from(ip))
+}
+
+/// An address read back; `what` names the table for the error.
+pub(crate) fn ip_from_db(v: i64, what: &str) -> Result<std::net::Ipv4Addr> {
+    u32::try_from(v)
+        .map(std::net::Ipv4Addr::from)
+        .map_err(|_| StoreError::Corrupt(format!("{what} address {v}")))
 }
 
 /// Seconds since the Unix epoch, the store's unit of time.

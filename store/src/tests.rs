@@ -1,10 +1,51 @@
-use super::*;
+//! Every scenario runs on both backends: on SQLite in a temporary file, on
+//! PostgreSQL in a database of its own on one throwaway server
+//! ([`crate::testing::PgCluster`]).
 
-async fn temp_store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let s = open_sqlite(&url).await.expect("open");
-    (dir, s)
+use super::*;
+use crate::testing::PgCluster;
+
+/// One `#[tokio::test]` per scenario on SQLite, and one test that runs them
+/// all on a PostgreSQL server it starts (one server, not one per scenario:
+/// initdb is the slow part).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    super::$name(format!("sqlite://{}", dir.path().join("t.db").display())).await;
+                }
+            )*
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres_backend() {
+            let pg = PgCluster::start();
+            $(
+                eprintln!("postgres: {}", stringify!($name));
+                $name(pg.url(stringify!($name))).await;
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    leases_round_trip_and_bump_generation,
+    addresses_sort_as_numbers,
+    admin_release_bumps_both_counters,
+    reservations_refuse_duplicates,
+    two_handles_share_one_store,
+    zones_import_add_remove_move_serial_and_generation,
+    profiles_add_replace_remove_bump_generation,
+    assign_goes_to_the_reservation_when_there_is_one,
+    a_watch_sees_another_handles_write,
+    concurrent_writers_all_succeed,
+    two_nodes_never_commit_one_address_to_two_clients,
+);
+
+async fn open_store(url: &str) -> Arc<dyn Store> {
+    open(url).await.expect("open")
 }
 
 fn lease(ip: &str, mac: &str, expires: i64) -> Lease {
@@ -19,9 +60,8 @@ fn lease(ip: &str, mac: &str, expires: i64) -> Lease {
     }
 }
 
-#[tokio::test]
-async fn leases_round_trip_and_bump_generation() {
-    let (_d, s) = temp_store().await;
+async fn leases_round_trip_and_bump_generation(url: String) {
+    let s = open_store(&url).await;
     let g0 = s.generation(Topic::Leases).await.expect("gen");
     let a = lease("10.0.0.5", "52:54:00:00:00:01", 1000);
     s.commit_leases(&[a.clone(), lease("10.0.0.6", "52:54:00:00:00:02", 50)])
@@ -35,16 +75,102 @@ async fn leases_round_trip_and_bump_generation() {
     // Only the unexpired one is active at t=500.
     let active = s.active_leases(500).await.expect("active");
     assert_eq!(active, vec![a.clone()]);
-    // Upsert replaces.
-    let mut b = a.clone();
+    // The same client renews: written.
+    let mut renewed = a.clone();
+    renewed.expires = 2000;
+    assert!(s
+        .commit_leases(&[renewed.clone()])
+        .await
+        .expect("commit")
+        .is_empty());
+    // Another client may not take the address while it is held: refused,
+    // and the holder's row comes back.
+    let mut b = renewed.clone();
     b.mac = "52:54:00:00:00:09".into();
-    s.commit_leases(&[b.clone()]).await.expect("commit");
+    b.starts = 1500;
+    assert_eq!(
+        s.commit_leases(&[b.clone()]).await.expect("commit"),
+        vec![renewed.clone()]
+    );
+    assert!(s.load_leases().await.expect("load").contains(&renewed));
+    // Once the lease has run out, it may.
+    b.starts = 2000;
+    assert!(s
+        .commit_leases(&[b.clone()])
+        .await
+        .expect("commit")
+        .is_empty());
     assert!(s.load_leases().await.expect("load").contains(&b));
 }
 
-#[tokio::test]
-async fn admin_release_bumps_both_counters() {
-    let (_d, s) = temp_store().await;
+/// Two nodes (two handles) claim the same addresses for different clients
+/// at once: each address ends with exactly one holder, each claim was
+/// either written or refused with the other node's client as holder.
+async fn two_nodes_never_commit_one_address_to_two_clients(url: String) {
+    let a = open_store(&url).await;
+    let b = open_store(&url).await;
+    let claims = |mac: &'static str| -> Vec<Lease> {
+        (0..200u32)
+            .map(|i| {
+                lease(
+                    &std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(),
+                    mac,
+                    1000,
+                )
+            })
+            .collect()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (s, mac) in [
+        (a.clone(), "52:54:00:00:00:0a"),
+        (b.clone(), "52:54:00:00:00:0b"),
+    ] {
+        tasks.spawn(async move {
+            let mut won = Vec::new();
+            // Small batches, interleaving with the other node's.
+            for batch in claims(mac).chunks(10) {
+                let refused = s.commit_leases(batch).await.expect("commit");
+                for l in batch {
+                    match refused.iter().find(|h| h.ip == l.ip) {
+                        Some(h) => assert_ne!(h.mac, mac, "refused in favour of itself"),
+                        None => won.push(l.ip),
+                    }
+                }
+            }
+            (mac, won)
+        });
+    }
+    let mut winner = std::collections::HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (mac, won) = r.expect("task");
+        for ip in won {
+            assert!(winner.insert(ip, mac).is_none(), "{ip} committed to both");
+        }
+    }
+    let stored = a.load_leases().await.expect("load");
+    assert_eq!(stored.len(), 200);
+    // A node follows the other's writes: all rows since 0, then only what
+    // was written after.
+    let (all, last) = a.leases_since(0).await.expect("since");
+    assert_eq!(all.len(), 200);
+    let (none, same) = a.leases_since(last).await.expect("since");
+    assert!(none.is_empty());
+    assert_eq!(same, last);
+    assert!(b
+        .commit_leases(&[lease("10.9.9.9", "52:54:00:00:00:0b", 1000)])
+        .await
+        .expect("commit")
+        .is_empty());
+    let (new, newer) = a.leases_since(last).await.expect("since");
+    assert_eq!(new, vec![lease("10.9.9.9", "52:54:00:00:00:0b", 1000)]);
+    assert!(newer > last);
+    for l in stored {
+        assert_eq!(winner.get(&l.ip).copied(), Some(l.mac.as_str()), "{}", l.ip);
+    }
+}
+
+async fn admin_release_bumps_both_counters(url: String) {
+    let s = open_store(&url).await;
     s.commit_leases(&[lease("10.0.0.5", "52:54:00:00:00:01", 1000)])
         .await
         .expect("commit");
@@ -64,9 +190,8 @@ async fn admin_release_bumps_both_counters() {
     assert!(s.active_leases(150).await.expect("active").is_empty());
 }
 
-#[tokio::test]
-async fn reservations_refuse_duplicates() {
-    let (_d, s) = temp_store().await;
+async fn reservations_refuse_duplicates(url: String) {
+    let s = open_store(&url).await;
     let r = Reservation {
         key: ReservationKey::Mac("52:54:00:aa:bb:cc".into()),
         ip: "10.0.0.50".parse().expect("ip"),
@@ -87,12 +212,9 @@ async fn reservations_refuse_duplicates() {
     assert!(s.reservations().await.expect("list").is_empty());
 }
 
-#[tokio::test]
-async fn two_handles_share_one_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let a = open_sqlite(&url).await.expect("a");
-    let b = open_sqlite(&url).await.expect("b");
+async fn two_handles_share_one_store(url: String) {
+    let a = open_store(&url).await;
+    let b = open_store(&url).await;
     a.commit_leases(&[lease("10.0.0.5", "52:54:00:00:00:01", 1000)])
         .await
         .expect("commit");
@@ -122,9 +244,8 @@ fn rec(name: &str, rtype: &str, rdata: &str) -> NewRecord {
     }
 }
 
-#[tokio::test]
-async fn zones_import_add_remove_move_serial_and_generation() {
-    let (_d, s) = temp_store().await;
+async fn zones_import_add_remove_move_serial_and_generation(url: String) {
+    let s = open_store(&url).await;
     let g0 = s.generation(Topic::Zones).await.expect("gen");
     let z = s
         .import_zone("lab.test.", 7, &[rec("www.lab.test.", "A", "10.0.0.1")])
@@ -183,9 +304,8 @@ fn profile(name: &str, cmdline: &str) -> BootProfile {
     }
 }
 
-#[tokio::test]
-async fn profiles_add_replace_remove_bump_generation() {
-    let (_d, s) = temp_store().await;
+async fn profiles_add_replace_remove_bump_generation(url: String) {
+    let s = open_store(&url).await;
     let g0 = s.generation(Topic::Profiles).await.expect("gen");
     s.put_profile(&profile("rescue", "quiet"), false)
         .await
@@ -207,9 +327,8 @@ async fn profiles_add_replace_remove_bump_generation() {
     assert!(s.profiles().await.expect("list").is_empty());
 }
 
-#[tokio::test]
-async fn assign_goes_to_the_reservation_when_there_is_one() {
-    let (_d, s) = temp_store().await;
+async fn assign_goes_to_the_reservation_when_there_is_one(url: String) {
+    let s = open_store(&url).await;
     s.put_profile(&profile("a", ""), false).await.expect("add");
     s.put_profile(&profile("b", ""), false).await.expect("add");
     assert!(matches!(
@@ -271,4 +390,153 @@ async fn assign_goes_to_the_reservation_when_there_is_one() {
         .expect("unassign"));
     assert_eq!(s.reservations().await.expect("list")[0].profile, None);
     assert!(s.remove_profile("b").await.expect("remove"));
+}
+
+async fn addresses_sort_as_numbers(url: String) {
+    let s = open_store(&url).await;
+    // As text, 10.0.0.10 sorts before 10.0.0.9.
+    s.commit_leases(&[
+        lease("10.0.0.10", "52:54:00:00:00:10", 1000),
+        lease("10.0.0.9", "52:54:00:00:00:09", 1000),
+        lease("255.255.255.254", "52:54:00:00:00:ff", 1000),
+    ])
+    .await
+    .expect("commit");
+    let ips: Vec<String> = s
+        .active_leases(0)
+        .await
+        .expect("active")
+        .iter()
+        .map(|l| l.ip.to_string())
+        .collect();
+    assert_eq!(ips, ["10.0.0.9", "10.0.0.10", "255.255.255.254"]);
+}
+
+async fn a_watch_sees_another_handles_write(url: String) {
+    let a = open_store(&url).await;
+    let b = open_store(&url).await;
+    let mut w = watch(a.clone(), &[Topic::Zones, Topic::Reservations])
+        .await
+        .expect("watch");
+    b.import_zone("lab.test.", 1, &[]).await.expect("import");
+    let moved = tokio::time::timeout(std::time::Duration::from_secs(3), w.changed())
+        .await
+        .expect("a change within 3 s")
+        .expect("no store error");
+    assert_eq!(moved, vec![Topic::Zones]);
+    // A topic not watched does not wake it.
+    b.put_profile(&profile("p", ""), false).await.expect("put");
+    assert!(w.check().await.expect("check").is_empty());
+}
+
+/// Many writers at once on one store (the CLI beside a busy dhcpd): none
+/// fails. On SQLite this needs writers that begin IMMEDIATE: a deferred
+/// read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT (517).
+async fn concurrent_writers_all_succeed(url: String) {
+    let handles: Vec<Arc<dyn Store>> = vec![open_store(&url).await, open_store(&url).await];
+    handles[0]
+        .import_zone("lab.test.", 1, &[])
+        .await
+        .expect("import");
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..4u8 {
+        let s = handles[usize::from(w % 2)].clone();
+        tasks.spawn(async move {
+            for i in 0..40u8 {
+                if w % 2 == 0 {
+                    let ip = format!("10.0.{w}.{i}");
+                    s.commit_leases(&[lease(&ip, "52:54:00:00:00:01", 1000)])
+                        .await
+                        .map(|_| ())?;
+                } else {
+                    s.add_record(
+                        "lab.test.",
+                        &rec(&format!("h{w}-{i}.lab.test."), "A", "10.0.0.1"),
+                    )
+                    .await
+                    .map(|_| ())?;
+                }
+            }
+            Ok::<(), StoreError>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("every write succeeds");
+    }
+    assert_eq!(handles[1].load_leases().await.expect("load").len(), 80);
+    let zones = handles[1].zones().await.expect("zones");
+    assert_eq!((zones[0].records, zones[0].serial), (80, 81));
+}
+
+#[tokio::test]
+async fn sqlite_file_replaced_or_deleted_is_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let url = format!("sqlite://{}", path.display());
+    let s = open_store(&url).await;
+    let mut w = watch(s.clone(), &[Topic::Leases]).await.expect("watch");
+    // Replaced: another database now has the name.
+    std::fs::rename(&path, dir.path().join("old.db")).expect("rename");
+    let other = open_store(&url).await;
+    drop(other);
+    let e = s
+        .commit_leases(&[lease("10.0.0.5", "52:54:00:00:00:01", 1000)])
+        .await
+        .expect_err("commit into a replaced file");
+    assert!(e.is_fatal(), "{e}");
+    assert!(e.to_string().contains("replaced or removed"), "{e}");
+    assert!(w.changed().await.expect_err("watch").is_fatal());
+    // Deleted.
+    let t = open_store(&url).await;
+    std::fs::remove_file(&path).expect("rm");
+    let e = t.generation(Topic::Leases).await.expect_err("deleted");
+    assert!(e.to_string().contains("deleted"), "{e}");
+}
+
+#[tokio::test]
+async fn sqlite_text_addresses_migrate_to_integers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        // A store as the releases before integer addresses left it.
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("pool");
+        let mut old = sqlx::migrate!("./src/sqlite/migrations");
+        old.migrations = std::borrow::Cow::Owned(
+            old.migrations
+                .iter()
+                .filter(|m| m.version < 4)
+                .cloned()
+                .collect(),
+        );
+        old.run(&pool).await.expect("old migrations");
+        sqlx::query(
+            "INSERT INTO leases VALUES ('10.0.0.10', 'm1', NULL, 'a', 'bound', 1, 9999), \
+             ('192.168.255.9', 'm2', NULL, NULL, 'bound', 1, 9999)",
+        )
+        .execute(&pool)
+        .await
+        .expect("old lease");
+        sqlx::query("INSERT INTO reservations (mac, ip) VALUES ('52:54:00:00:00:01', '10.1.2.3')")
+            .execute(&pool)
+            .await
+            .expect("old reservation");
+        pool.close().await;
+    }
+    let s = open_store(&url).await;
+    let ips: Vec<String> = s
+        .active_leases(0)
+        .await
+        .expect("active")
+        .iter()
+        .map(|l| l.ip.to_string())
+        .collect();
+    assert_eq!(ips, ["10.0.0.10", "192.168.255.9"]);
+    assert_eq!(
+        s.reservations().await.expect("res")[0].ip,
+        "10.1.2.3".parse::<std::net::Ipv4Addr>().expect("ip")
+    );
 }
