@@ -21,6 +21,8 @@ PACKAGES=(
   tftp-hpa atftp curl
   # promtool, which checks the metrics text (its server is disabled below)
   prometheus
+  # libFuzzer, which scripts/fuzz.sh builds from C++ source through libfuzzer-sys
+  g++
   # PXE in QEMU
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf cpio
 )

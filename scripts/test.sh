@@ -9,3 +9,5 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --release --bins --locked
 cargo test --release --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+# Coverage-guided fuzzing, a fixed time per target; fails on any crash.
+scripts/fuzz.sh

@@ -765,6 +765,46 @@ fn table_reloaded_from_the_store_keeps_bindings() {
     );
 }
 
+/// Found by fuzz/fuzz_targets/dhcp.rs: options dhcproto reads with a fixed
+/// length (it only debug-asserts it) are dropped when the length differs,
+/// instead of desynchronising the option walk (release) or panicking
+/// (debug); the same options with the right length still decode.
+#[test]
+fn options_with_a_length_dhcproto_cannot_read_are_dropped() {
+    let packet = |extra: &[u8]| {
+        let mut m = msg(MessageType::Discover, 1);
+        m.opts_mut().clear();
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).expect("encode");
+        buf.truncate(240);
+        buf.extend_from_slice(&[53, 1, 1]);
+        buf.extend_from_slice(extra);
+        buf.push(255);
+        buf
+    };
+    for bad in [
+        &[152, 1, 0][..],
+        &[155, 5, 0, 0, 0, 0, 0],
+        &[94, 2, 1, 2],
+        &[81, 2, 0, 0],
+        &[80, 1, 0],
+    ] {
+        assert_eq!(
+            crate::wire::decode(&packet(bad)).err(),
+            Some(crate::wire::Malformed::BadOptionLength),
+            "{bad:?}"
+        );
+    }
+    for good in [
+        &[152, 4, 0, 0, 0, 1][..],
+        &[94, 3, 1, 3, 16],
+        &[81, 3, 0, 0, 0],
+        &[80, 0],
+    ] {
+        assert!(crate::wire::decode(&packet(good)).is_ok(), "{good:?}");
+    }
+}
+
 proptest! {
     /// Arbitrary bytes through decode → handle: never a panic, and any reply
     /// is a BOOTREPLY.

@@ -2,8 +2,14 @@
 //!
 //! `dhcproto` does the decoding. Before it sees a packet we walk the option
 //! framing ourselves (RFC 2131 §3, RFC 2132 §2): a packet whose options run
-//! past its end, or that carries option 80 (rapid commit) with a payload,
-//! which trips an assertion inside dhcproto 0.15, is dropped here. The
+//! past its end is dropped here, and so is one carrying an option whose
+//! length is not the fixed length dhcproto 0.15 reads for it: 80 (rapid
+//! commit, RFC 4039: empty), 81 (client FQDN, RFC 4702: at least 3), 94
+//! (client NDI, RFC 4578: 3), 152-155 (bulk leasequery times, RFC 6926: 4).
+//! dhcproto only `debug_assert`s those lengths, so a release build reads
+//! the fixed count whatever the length says and desynchronises the option
+//! walk (options made up from the next option's bytes), and a debug build
+//! panics (found by fuzz/fuzz_targets/dhcp.rs). The
 //! decode itself runs under `catch_unwind`, so a decoder bug found by some
 //! other hostile packet costs that packet, never the serving task.
 
@@ -20,7 +26,8 @@ pub enum Malformed {
     Short,
     NoMagicCookie,
     OptionOverrun,
-    BadRapidCommit,
+    /// An option whose length is not the one dhcproto reads for it.
+    BadOptionLength,
     Undecodable,
 }
 
@@ -49,12 +56,24 @@ fn check_framing(buf: &[u8]) -> Result<(), Malformed> {
                 if i + 2 + len > buf.len() {
                     return Err(Malformed::OptionOverrun);
                 }
-                if code == 80 && len != 0 {
-                    return Err(Malformed::BadRapidCommit);
+                if !length_fits(code, len) {
+                    return Err(Malformed::BadOptionLength);
                 }
                 i += 2 + len;
             }
         }
     }
     Ok(())
+}
+
+/// Whether option `code` may have payload length `len` for dhcproto 0.15,
+/// which reads a fixed count for these codes (see the module doc).
+fn length_fits(code: u8, len: usize) -> bool {
+    match code {
+        80 => len == 0,
+        81 => len >= 3,
+        94 => len == 3,
+        152..=155 => len == 4,
+        _ => true,
+    }
 }
