@@ -803,6 +803,14 @@ fn options_with_a_length_dhcproto_cannot_read_are_dropped() {
     ] {
         assert!(crate::wire::decode(&packet(good)).is_ok(), "{good:?}");
     }
+    // The same inside `file` when option 52 (overload, RFC 2132 §9.3) says
+    // it holds options.
+    let mut p = packet(&[52, 1, 1]);
+    p[108..112].copy_from_slice(&[94, 1, 0, 255]);
+    assert_eq!(
+        crate::wire::decode(&p).err(),
+        Some(crate::wire::Malformed::BadOptionLength)
+    );
 }
 
 proptest! {

@@ -46,24 +46,42 @@ fn check_framing(buf: &[u8]) -> Result<(), Malformed> {
     if buf[236..240] != MAGIC {
         return Err(Malformed::NoMagicCookie);
     }
-    let mut i = HEADER;
-    while i < buf.len() {
-        match buf[i] {
+    let overload = walk(&buf[HEADER..])?;
+    // RFC 2132 §9.3: option 52 moves more options into `file` (1), `sname`
+    // (2) or both (3); dhcproto decodes those too, so they get the same check.
+    if overload & 1 != 0 {
+        walk(&buf[108..236])?;
+    }
+    if overload & 2 != 0 {
+        walk(&buf[44..108])?;
+    }
+    Ok(())
+}
+
+/// Walk one options area; returns the option overload value (52), if any.
+fn walk(area: &[u8]) -> Result<u8, Malformed> {
+    let mut overload = 0;
+    let mut i = 0;
+    while i < area.len() {
+        match area[i] {
             0 => i += 1,
-            255 => return Ok(()),
+            255 => break,
             code => {
-                let len = usize::from(*buf.get(i + 1).ok_or(Malformed::OptionOverrun)?);
-                if i + 2 + len > buf.len() {
+                let len = usize::from(*area.get(i + 1).ok_or(Malformed::OptionOverrun)?);
+                if i + 2 + len > area.len() {
                     return Err(Malformed::OptionOverrun);
                 }
                 if !length_fits(code, len) {
                     return Err(Malformed::BadOptionLength);
                 }
+                if code == 52 && len == 1 {
+                    overload = area[i + 2];
+                }
                 i += 2 + len;
             }
         }
     }
-    Ok(())
+    Ok(overload)
 }
 
 /// Whether option `code` may have payload length `len` for dhcproto 0.15,
