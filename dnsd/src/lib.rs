@@ -30,7 +30,7 @@
 //! `Topic::Zones`, `Topic::Leases` or `Topic::Reservations` moved (at once on
 //! PostgreSQL, within 250 ms on SQLite) or a lease runs out, so no query ever
 //! waits on the store. When a zone's serial moves, its secondaries get a
-//! NOTIFY (RFC 1996) and may AXFR it over TCP. [`limits`] holds the socket
+//! NOTIFY (RFC 1996) and may AXFR it over TCP. [`limits`] holds the TCP
 //! side's caps; the socket loops count every reply by RCODE
 //! ([`metrics`]).
 

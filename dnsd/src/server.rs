@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::handler::{handle, Reply, Step, TransferAcl, Transport, View};
+use crate::limits::{TcpAdmit, TcpLimits};
 use crate::metrics::Via;
 use crate::pipeline::{Link, Pipeline};
 use crate::recursion::Recursion;
@@ -27,9 +28,11 @@ use crate::DnsError;
 /// How long a UDP socket read blocks before its loop looks at shutdown.
 const POLL: Duration = Duration::from_millis(250);
 /// A TCP connection with no complete query for this long is closed.
-const TCP_IDLE: Duration = Duration::from_secs(10);
 /// At most this many TCP connections at once; more are closed at accept.
 const TCP_MAX_CONNECTIONS: usize = 256;
+/// At most this many from one client address, so that one host cannot fill
+/// the server (16 hosts are needed to reach the global cap).
+const TCP_PER_CLIENT: usize = 16;
 /// Client queries waiting for upstream answers at once; more are dropped
 /// (the client retries), so a flood of cache misses cannot grow memory.
 const MAX_PENDING: usize = 4096;
@@ -200,7 +203,10 @@ impl Server {
             let shutdown = shutdown.clone();
             tracker.spawn_blocking(move || udp_loop(ctx, shutdown));
         }
-        let sem = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
+        let sem = Arc::new(Mutex::new(TcpLimits::new(
+            TCP_PER_CLIENT,
+            TCP_MAX_CONNECTIONS,
+        )));
         for l in tcp {
             tracker.spawn(tcp_accept(
                 l,
@@ -498,7 +504,7 @@ async fn tcp_accept(
     listener: TcpListener,
     shared: Arc<Shared>,
     pipeline: Arc<Pipeline>,
-    sem: Arc<Semaphore>,
+    limits: Arc<Mutex<TcpLimits>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -514,28 +520,56 @@ async fn tcp_accept(
                 }
             },
         };
-        let Ok(permit) = sem.clone().try_acquire_owned() else {
-            tracing::debug!(peer = %peer, "tcp connection cap reached");
+        let admit = lock(&limits).admit(peer.ip());
+        if admit != TcpAdmit::Yes {
+            tracing::debug!(peer = %peer, why = ?admit, "tcp connection closed at accept");
             drop(stream);
             continue;
+        }
+        let slot = TcpSlot {
+            limits: limits.clone(),
+            ip: peer.ip(),
         };
         let shared = shared.clone();
         let pipeline = pipeline.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            tcp_conn(stream, peer, shared, pipeline, shutdown).await;
-            drop(permit);
+            tcp_conn(stream, peer, shared, pipeline, &slot, shutdown).await;
         });
     }
 }
 
+fn lock(limits: &Mutex<TcpLimits>) -> std::sync::MutexGuard<'_, TcpLimits> {
+    limits.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connection's place in [`TcpLimits`], given back when it closes.
+struct TcpSlot {
+    limits: Arc<Mutex<TcpLimits>>,
+    ip: IpAddr,
+}
+
+impl TcpSlot {
+    fn idle_timeout(&self) -> Duration {
+        lock(&self.limits).idle_timeout()
+    }
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        lock(&self.limits).close(self.ip);
+    }
+}
+
 /// RFC 7766: length-framed messages, several per connection, answered in
-/// order; closed after `TCP_IDLE` without a query.
+/// order; closed when idle (RFC 7766 §6.2.3: 10 s, 1 s once the server is
+/// three quarters full, see [`TcpLimits::idle_timeout`]).
 async fn tcp_conn(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     pipeline: Arc<Pipeline>,
+    slot: &TcpSlot,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -544,13 +578,13 @@ async fn tcp_conn(
         let mut len = [0u8; 2];
         let read = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)) => r,
+            r = tokio::time::timeout(slot.idle_timeout(), stream.read_exact(&mut len)) => r,
         };
         if !matches!(read, Ok(Ok(_))) {
             return;
         }
         let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf)).await {
+        match tokio::time::timeout(slot.idle_timeout(), stream.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             _ => return,
         }

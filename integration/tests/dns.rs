@@ -646,3 +646,72 @@ fn lease_names_cannot_hijack_admin_or_other_clients_names() {
     }
     drop(dhcpd);
 }
+
+/// Opens `N` TCP connections to 127.0.0.1:53 from 127.0.0.5, sends nothing,
+/// prints `open=K` (those the server had not closed after a moment), then
+/// holds them until killed.
+const IDLE_TCP: &str = r#"
+import socket, sys, time
+n = int(sys.argv[1])
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.bind(("127.0.0.5", 0))
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", 53))
+        socks.append(s)
+    except OSError:
+        pass
+time.sleep(1)
+open_ = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"":
+            continue
+    except BlockingIOError:
+        open_ += 1
+        continue
+    except OSError:
+        continue
+print(f"open={open_}", flush=True)
+time.sleep(120)
+"#;
+
+/// Issue 12, finding 5: 300 idle TCP connections from one address once
+/// filled the global cap (256) and `dig +tcp` failed for everyone. Now one
+/// address holds at most 16, and another client is served over TCP.
+#[test]
+fn idle_tcp_connections_from_one_host_leave_others_served() {
+    require_tools("python3", &["python3"]);
+    let lab = Lab::new("dnstcp", "", "");
+    let script = write_file(lab.dir.path(), "idle_tcp.py", IDLE_TCP);
+    let report = lab.dir.path().join("idle_tcp.out");
+    let mut hog = lab
+        .ns
+        .cmd("python3")
+        .arg(&script)
+        .arg("300")
+        .stdout(std::fs::File::create(&report).expect("report"))
+        .spawn()
+        .expect("start python3");
+    let line = wait_for("the idle connections", Duration::from_secs(30), || {
+        let t = std::fs::read_to_string(&report).ok()?;
+        t.contains("open=").then_some(t)
+    });
+    let open: usize = line
+        .trim()
+        .trim_start_matches("open=")
+        .parse()
+        .unwrap_or_else(|_| panic!("bad report {line}"));
+    assert_eq!(
+        open, 16,
+        "one address holds {open} connections (cap 16): {line}"
+    );
+    let out = lab.dig("+tcp -b 127.0.0.2 web.lab.test A");
+    assert_eq!(status(&out), "NOERROR", "{out}\n{}", lab.log());
+    assert!(out.contains("10.77.0.10"), "{out}");
+    let _ = hog.kill();
+    let _ = hog.wait();
+}
