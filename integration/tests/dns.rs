@@ -516,9 +516,11 @@ fn start_udhcpc(lab: &Lab, n: usize, host: &str) -> (Netns, Child) {
     let client = Netns::new(&format!("dnscl{n}"));
     lab.ns
         .attach_veth("br0", &format!("veth-c{n}"), &client, "eth0");
+    // One script per client: rewriting a script another udhcpc is running
+    // fails with ETXTBSY.
     let script = write_file(
         lab.dir.path(),
-        "udhcpc.sh",
+        &format!("udhcpc-{n}.sh"),
         "#!/bin/sh\ncase \"$1\" in\n  bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/${mask:-24}\" dev \"$interface\" ;;\n  deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
     );
     run(Command::new("chmod").arg("+x").arg(&script));
