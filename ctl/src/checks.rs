@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{bail, Context};
 use labnet_config::Config;
-use labnet_store::{format_mac, parse_mac, Store};
+use labnet_store::{format_mac, lease_label, parse_mac, Store};
 
 /// An Ethernet hardware address (htype 1, hlen 6: RFC 1700 / RFC 2131 §2),
 /// normalised to `aa:bb:cc:dd:ee:ff`. Other link types are matched by
@@ -24,15 +24,14 @@ pub fn ethernet_mac(s: &str) -> anyhow::Result<String> {
 /// A host name as DHCP hands it out and DNS publishes it: dot-separated
 /// labels of letters, digits and hyphens (RFC 952, RFC 1123 §2.1).
 pub fn host_name(s: &str) -> anyhow::Result<()> {
+    // Each label by the same rule that decides which lease names dnsd
+    // publishes (`labnet_store::lease_label`), so a reserved name is one it
+    // can serve.
     let ok = !s.is_empty()
         && s.len() <= 253
-        && s.trim_end_matches('.').split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
+        && s.trim_end_matches('.')
+            .split('.')
+            .all(|l| lease_label(l).is_some_and(|ok| ok.eq_ignore_ascii_case(l)));
     if !ok {
         bail!("`{s}` is not a host name (letters, digits and hyphens, RFC 1123 §2.1)");
     }
