@@ -74,6 +74,13 @@ PXE = [
     opt(77, b"iPXE"),
 ]
 write("dhcp", "pxe-discover", dhcp(1, PXE, flags=0x8000))
+# RFC 3396: one long option sent in pieces (a 300-byte option 43, a split
+# hostname), which the decoder joins before reading.
+write(
+    "dhcp",
+    "split-options",
+    dhcp(1, UDHCPC + [opt(43, bytes(255)), opt(43, bytes(45)), opt(12, b"spl"), opt(12, b"it")]),
+)
 
 # ---- DNS (RFC 1035, EDNS RFC 6891) ----
 def qname(n):

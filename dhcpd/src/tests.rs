@@ -788,6 +788,11 @@ fn options_with_a_length_dhcproto_cannot_read_are_dropped() {
         &[94, 2, 1, 2],
         &[81, 2, 0, 0],
         &[80, 1, 0],
+        // RFC 3396 §7: dhcproto joins consecutive pieces of one option code
+        // before decoding, so two well-formed pieces of 94 read as one
+        // option of length 6 (found by fuzz/fuzz_targets/dhcp.rs in CI).
+        &[94, 3, 1, 3, 16, 94, 3, 1, 3, 16],
+        &[152, 2, 0, 0, 152, 4, 0, 0, 0, 1],
     ] {
         assert_eq!(
             crate::wire::decode(&packet(bad)).err(),
@@ -800,6 +805,10 @@ fn options_with_a_length_dhcproto_cannot_read_are_dropped() {
         &[94, 3, 1, 3, 16],
         &[81, 3, 0, 0, 0],
         &[80, 0],
+        // Pieces that join to a readable length, and a pad that ends a run.
+        &[81, 1, 0, 81, 2, 0, 0],
+        &[80, 0, 80, 0],
+        &[94, 3, 1, 3, 16, 0, 94, 3, 1, 3, 16],
     ] {
         assert!(crate::wire::decode(&packet(good)).is_ok(), "{good:?}");
     }

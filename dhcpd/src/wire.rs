@@ -6,10 +6,11 @@
 //! length is not the fixed length dhcproto 0.15 reads for it: 80 (rapid
 //! commit, RFC 4039: empty), 81 (client FQDN, RFC 4702: at least 3), 94
 //! (client NDI, RFC 4578: 3), 152-155 (bulk leasequery times, RFC 6926: 4).
-//! dhcproto only `debug_assert`s those lengths, so a release build reads
-//! the fixed count whatever the length says and desynchronises the option
-//! walk (options made up from the next option's bytes), and a debug build
-//! panics (found by fuzz/fuzz_targets/dhcp.rs). The
+//! dhcproto only `debug_assert`s those lengths: a release build reads the
+//! fixed count whatever the length says (a value made up from the wrong
+//! bytes), a debug build panics (found by fuzz/fuzz_targets/dhcp.rs). The
+//! length checked is that of each run of consecutive same-code options,
+//! because dhcproto joins those (RFC 3396 §7) before it reads them. The
 //! decode itself runs under `catch_unwind`, so a decoder bug found by some
 //! other hostile packet costs that packet, never the serving task.
 
@@ -59,21 +60,35 @@ fn check_framing(buf: &[u8]) -> Result<(), Malformed> {
 }
 
 /// Walk one options area; returns the option overload value (52), if any.
+///
+/// dhcproto joins consecutive options with the same code into one (RFC 3396
+/// §7: a long option split in pieces) before it decodes them, so the length
+/// checked is that of each run of same-code options, not of each piece.
 fn walk(area: &[u8]) -> Result<u8, Malformed> {
     let mut overload = 0;
+    let mut run: Option<(u8, usize)> = None;
     let mut i = 0;
     while i < area.len() {
         match area[i] {
-            0 => i += 1,
-            255 => break,
+            0 | 255 => {
+                end_run(run.take())?;
+                if area[i] == 255 {
+                    break;
+                }
+                i += 1;
+            }
             code => {
                 let len = usize::from(*area.get(i + 1).ok_or(Malformed::OptionOverrun)?);
                 if i + 2 + len > area.len() {
                     return Err(Malformed::OptionOverrun);
                 }
-                if !length_fits(code, len) {
-                    return Err(Malformed::BadOptionLength);
-                }
+                run = match run {
+                    Some((c, total)) if c == code => Some((c, total + len)),
+                    other => {
+                        end_run(other)?;
+                        Some((code, len))
+                    }
+                };
                 if code == 52 && len == 1 {
                     overload = area[i + 2];
                 }
@@ -81,7 +96,15 @@ fn walk(area: &[u8]) -> Result<u8, Malformed> {
             }
         }
     }
+    end_run(run)?;
     Ok(overload)
+}
+
+fn end_run(run: Option<(u8, usize)>) -> Result<(), Malformed> {
+    match run {
+        Some((code, len)) if !length_fits(code, len) => Err(Malformed::BadOptionLength),
+        _ => Ok(()),
+    }
 }
 
 /// Whether option `code` may have payload length `len` for dhcproto 0.15,
