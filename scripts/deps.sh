@@ -25,6 +25,10 @@ PACKAGES=(
   g++
   # PXE in QEMU
   qemu-system-x86 ipxe-qemu ipxe pxelinux syslinux-common ovmf cpio
+  # the package test: cargo-deb strips with binutils and finds shared-library
+  # dependencies with dpkg-shlibdeps (dpkg-dev); `man -w` finds the man pages;
+  # systemd-analyze verifies the units
+  binutils dpkg-dev man-db systemd
 )
 
 missing=()
@@ -36,6 +40,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# cargo-deb builds the .deb (scripts/package.sh); a fixed version, built
+# from crates.io once per machine.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  echo "deps: installing cargo-deb $CARGO_DEB_VERSION" >&2
+  cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 # The daemons these packages ship must not hold our ports during tests.
 for svc in nsd knot unbound kea-dhcp4-server prometheus postgresql; do

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::bail;
 use clap::Subcommand;
+use ipnet::Ipv4Net;
 use labnet_config::Config;
 use labnet_store::{admin_names, fqdn, lease_names, synthesized_ns, unix_now, Store};
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub enum Cmd {
         /// Include released, expired and declined addresses.
         #[arg(long)]
         all: bool,
+        /// Only addresses inside this network (e.g. 10.77.0.0/24).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<Ipv4Net>,
     },
     /// Free an address now; its client must ask again.
     Release { ip: Ipv4Addr },
@@ -68,13 +72,16 @@ async fn dns_names(
 
 pub async fn run(cmd: Cmd, store: &dyn Store, config: &Config) -> anyhow::Result<()> {
     match cmd {
-        Cmd::List { json, all } => {
+        Cmd::List { json, all, subnet } => {
             let now = unix_now();
             let mut leases = if all {
                 store.load_leases().await?
             } else {
                 store.active_leases(now).await?
             };
+            if let Some(net) = subnet {
+                leases.retain(|l| net.contains(&l.ip));
+            }
             leases.sort_by_key(|l| l.ip);
             let mut names = dns_names(store, config, now).await?;
             if json {

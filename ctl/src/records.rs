@@ -6,6 +6,7 @@
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use labnet_store::Store;
+use serde::Serialize;
 
 use crate::zones::{new_record, parse, zone_key};
 
@@ -23,7 +24,12 @@ pub enum Cmd {
         ttl: u32,
     },
     /// Records of one zone, or of all.
-    List { zone: Option<String> },
+    List {
+        zone: Option<String>,
+        /// One JSON array instead of master-file lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the records at NAME, optionally only of TYPE and with RDATA.
     Remove {
         name: String,
@@ -44,7 +50,9 @@ async fn zone_for(store: &dyn Store, name: &str) -> anyhow::Result<String> {
         .map(|z| z.name)
         .filter(|z| z == "." || name == *z || name.ends_with(&format!(".{z}")))
         .max_by_key(|z| z.len())
-        .with_context(|| format!("no zone in the store encloses {name}; import one first"))
+        .with_context(|| {
+            format!("no zone in the store encloses {name}; create or import one first")
+        })
 }
 
 /// Parse one record line through the master-file parser.
@@ -97,9 +105,33 @@ pub async fn run(cmd: Cmd, store: &dyn Store) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::List { zone } => {
+        Cmd::List { zone, json } => {
             let zone = zone.map(|z| zone_key(&z));
-            for r in store.zone_records(zone.as_deref()).await? {
+            let records = store.zone_records(zone.as_deref()).await?;
+            if json {
+                #[derive(Serialize)]
+                struct Row<'a> {
+                    zone: &'a str,
+                    name: &'a str,
+                    ttl: u32,
+                    #[serde(rename = "type")]
+                    rtype: &'a str,
+                    rdata: &'a str,
+                }
+                let rows: Vec<Row> = records
+                    .iter()
+                    .map(|r| Row {
+                        zone: &r.zone,
+                        name: &r.name,
+                        ttl: r.ttl,
+                        rtype: &r.rtype,
+                        rdata: &r.rdata,
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            for r in records {
                 println!("{}\t{}\tIN\t{}\t{}", r.name, r.ttl, r.rtype, r.rdata);
             }
             Ok(())

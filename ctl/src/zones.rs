@@ -1,4 +1,4 @@
-//! `labnetctl zones import|list|remove`.
+//! `labnetctl zones create|import|list|remove`.
 //!
 //! Master files (RFC 1035 §5: `$ORIGIN`, `$TTL`, `$INCLUDE`, relative names,
 //! `@`, parentheses, comments) are read with hickory-proto's zone parser, the
@@ -11,10 +11,30 @@ use clap::Subcommand;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
-use labnet_store::{NewRecord, Store};
+use labnet_store::{unix_now, NewRecord, Store};
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum Cmd {
+    /// Create an empty zone: an SOA and one NS, then add records with
+    /// `records add`.
+    Create {
+        name: String,
+        /// The zone's name server (SOA MNAME and NS); default ns.NAME.
+        #[arg(long)]
+        ns: Option<String>,
+        /// An address for the name server, added as its A record when it
+        /// lies inside the zone (glue; RFC 1034 §4.2.1).
+        #[arg(long)]
+        ns_addr: Option<std::net::Ipv4Addr>,
+        /// The admin mailbox as a name (SOA RNAME); default hostmaster.NAME.
+        #[arg(long)]
+        hostmaster: Option<String>,
+        /// TTL of the SOA and NS records, and the negative-caching TTL
+        /// (SOA MINIMUM, RFC 2308 §4).
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
     /// Load (or replace) a zone from an RFC 1035 master file.
     Import {
         file: PathBuf,
@@ -23,7 +43,11 @@ pub enum Cmd {
         origin: Option<String>,
     },
     /// Zones in the store with their serials.
-    List,
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a zone and all its records.
     Remove { name: String },
 }
@@ -201,9 +225,73 @@ pub async fn run(cmd: Cmd, store: &dyn Store) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::List => {
+        Cmd::Create {
+            name,
+            ns,
+            ns_addr,
+            hostmaster,
+            ttl,
+        } => {
+            let zone = zone_key(&name);
+            if store.zones().await?.iter().any(|z| z.name == zone) {
+                bail!("zone {zone} exists already (`zones import` replaces a zone)");
+            }
+            let ns = zone_key(ns.as_deref().unwrap_or(&format!("ns.{zone}")));
+            let rname = zone_key(
+                hostmaster
+                    .as_deref()
+                    .unwrap_or(&format!("hostmaster.{zone}")),
+            );
+            // The clock as the first serial, as dnsd does for the zones it
+            // synthesizes: a zone removed and created again still moves
+            // forward for secondaries (RFC 1982). Refresh, retry and expire
+            // are RFC 1912 §2.2's suggestions.
+            let serial = (unix_now().max(1) as u64 & 0xffff_ffff) as u32;
+            let mut text = format!(
+                "$ORIGIN {zone}\n@ {ttl} IN SOA {ns} {rname} {serial} 3600 600 1209600 {ttl}\n@ {ttl} IN NS {ns}\n"
+            );
+            if let Some(ip) = ns_addr {
+                if ns == zone || ns.ends_with(&format!(".{zone}")) {
+                    text.push_str(&format!("{ns} {ttl} IN A {ip}\n"));
+                } else {
+                    bail!("--ns-addr: {ns} is outside {zone}; give its address in its own zone");
+                }
+            }
+            let (_, records) =
+                parse(&text, None, Some(&zone)).with_context(|| format!("cannot create {zone}"))?;
+            let rows = records
+                .iter()
+                .map(new_record)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let z = store.import_zone(&zone, serial, &rows).await?;
+            println!(
+                "created {} (serial {}, NS {ns}); add records with `labnetctl records add NAME TYPE RDATA`",
+                z.name, z.serial
+            );
+            Ok(())
+        }
+        Cmd::List { json } => {
+            let zones = store.zones().await?;
+            if json {
+                #[derive(Serialize)]
+                struct Row<'a> {
+                    name: &'a str,
+                    serial: u32,
+                    records: u64,
+                }
+                let rows: Vec<Row> = zones
+                    .iter()
+                    .map(|z| Row {
+                        name: &z.name,
+                        serial: z.serial,
+                        records: z.records,
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
             println!("{:<40} {:>10} {:>8}", "ZONE", "SERIAL", "RECORDS");
-            for z in store.zones().await? {
+            for z in zones {
                 println!("{:<40} {:>10} {:>8}", z.name, z.serial, z.records);
             }
             Ok(())

@@ -4,7 +4,8 @@
 //! code 2 and its line and key, logs to stderr with `RUST_LOG` filtering (plain text unless stderr is a
 //! terminal, so journald gets no colour codes), SIGTERM/SIGINT stop the
 //! daemon through one `CancellationToken`, SIGHUP asks for a reload, and
-//! `sd_notify` says READY once the sockets are bound. With `[metrics.listen]`
+//! `sd_notify` says READY once the sockets are bound (then pings the
+//! watchdog when the unit sets `WatchdogSec=`). With `[metrics.listen]`
 //! naming the daemon, [`serve_metrics`] serves Prometheus text over HTTP
 //! (metrics-exporter-prometheus, on hyper); the daemon libraries only record
 //! through the `metrics` facade.
@@ -87,6 +88,16 @@ struct Args {
     check_config: bool,
 }
 
+/// The command line of daemon `name`: what `start` parses, and what the
+/// man pages and shell completions are generated from (`labnet-xtask`).
+pub fn command(name: &'static str, about: &'static str) -> clap::Command {
+    Args::command()
+        .name(name)
+        .bin_name(name)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+}
+
 /// Parse the flags, load the config and check that `require` finds the
 /// daemon's section. `Ok` means: serve with this config (logging is
 /// installed). `Err` carries the exit code: 2 for a refused config, 0 after
@@ -96,11 +107,7 @@ pub fn start(
     about: &'static str,
     require: impl Fn(&Config) -> Result<(), ConfigError>,
 ) -> Result<Config, ExitCode> {
-    let matches = Args::command()
-        .name(name)
-        .about(about)
-        .version(env!("CARGO_PKG_VERSION"))
-        .get_matches();
+    let matches = command(name, about).get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let config = match Config::load(&args.config).and_then(|c| require(&c).map(|()| c)) {
         Ok(c) => c,
@@ -191,9 +198,36 @@ pub fn reread(
     }
 }
 
-/// Tell systemd (`Type=notify`) the daemon is serving.
+/// Tell systemd (`Type=notify`) the daemon is serving, and when the unit
+/// sets `WatchdogSec=` start pinging its watchdog. Call inside the runtime.
 pub fn ready() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        watchdog(period);
+    }
+}
+
+/// Send `WATCHDOG=1` every half `period` (sd_watchdog_enabled(3) asks for
+/// pings at least that often) from a task on the daemon's own runtime: if
+/// the runtime stops making progress, the pings stop and systemd restarts
+/// the unit (`Restart=on-failure`).
+fn watchdog(period: std::time::Duration) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("WatchdogSec is set but ready() ran outside the runtime: no pings");
+        return;
+    };
+    let every = (period / 2).max(std::time::Duration::from_millis(10));
+    tracing::info!(period = ?period, "systemd watchdog: pinging every {every:?}");
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                tracing::warn!(error = %e, "systemd watchdog ping failed");
+            }
+        }
+    });
 }
 
 /// Tell systemd the daemon is on its way out.

@@ -20,6 +20,9 @@
 //! - [`metrics`]: packets by type and outcome, pool usage, commit batches,
 //!   recorded on the way through [`server`].
 
+/// What `labnet-dhcpd --help` and its man page say the daemon is.
+pub const ABOUT: &str = "labnet's DHCPv4 server";
+
 pub mod core;
 pub mod leases;
 pub mod metrics;

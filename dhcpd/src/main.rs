@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 const NAME: &str = "labnet-dhcpd";
 
 fn main() -> ExitCode {
-    let config = match labnet_daemon::start(NAME, "labnet's DHCPv4 server", |c| {
+    let config = match labnet_daemon::start(NAME, labnet_dhcpd::ABOUT, |c| {
         c.require_dhcp(NAME).map(drop)
     }) {
         Ok(c) => c,

@@ -34,6 +34,9 @@
 //! side's caps; the socket loops count every reply by RCODE
 //! ([`metrics`]).
 
+/// What `labnet-dnsd --help` and its man page say the daemon is.
+pub const ABOUT: &str = "labnet's DNS server";
+
 pub mod handler;
 pub mod limits;
 pub mod metrics;

@@ -9,7 +9,7 @@ use labnet_config::Config;
 const NAME: &str = "labnet-dnsd";
 
 fn main() -> ExitCode {
-    let config = match labnet_daemon::start(NAME, "labnet's DNS server", |c| {
+    let config = match labnet_daemon::start(NAME, labnet_dnsd::ABOUT, |c| {
         c.require_dns(NAME)?;
         c.dns_root_hints().map(drop)
     }) {

@@ -26,6 +26,9 @@
 //! [`run`] and [`run_with_files`] tie it together; `main.rs` only adds
 //! flags, tracing, signals and sd_notify.
 
+/// What `labnet-tftpd --help` and its man page say the daemon is.
+pub const ABOUT: &str = "labnet's TFTP server";
+
 pub mod error;
 pub mod files;
 pub mod metrics;

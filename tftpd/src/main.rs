@@ -10,7 +10,7 @@ use labnet_config::Config;
 const NAME: &str = "labnet-tftpd";
 
 fn main() -> ExitCode {
-    let config = match labnet_daemon::start(NAME, "labnet's TFTP server", |c| {
+    let config = match labnet_daemon::start(NAME, labnet_tftpd::ABOUT, |c| {
         c.require_tftp(NAME)?;
         c.check_tftp_dirs()
     }) {
