@@ -1,8 +1,8 @@
 //! `labnetctl status`: is each daemon up? Asked of the daemons themselves,
 //! through the metrics endpoint each serves on its `[metrics.listen]`
-//! address: a daemon is up when `GET /metrics` answers 200 with Prometheus
-//! text within a second. That works the same under systemd, in a container
-//! or on another host, where a PID file or `systemctl` would not.
+//! address: a daemon is up when `GET /metrics` answers 200 within a second.
+//! That works the same under systemd, in a container or on another host,
+//! where a PID file or `systemctl` would not.
 //!
 //! The HTTP/1.1 exchange goes through hyper (already in the tree for the
 //! daemons' exporter), one connection per daemon.
@@ -32,8 +32,8 @@ struct Row {
     detail: Option<String>,
 }
 
-/// `GET http://addr/metrics`: Ok when it answers 200 with at least one
-/// sample line.
+/// `GET http://addr/metrics`: Ok when it answers 200. The body is read but
+/// may be empty: a daemon that has served nothing yet has no samples.
 async fn scrape(addr: SocketAddr) -> anyhow::Result<()> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut send, conn) =
@@ -45,14 +45,10 @@ async fn scrape(addr: SocketAddr) -> anyhow::Result<()> {
         .body(Empty::<Bytes>::new())?;
     let resp = send.send_request(req).await?;
     let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
+    resp.into_body().collect().await?;
     driver.abort();
     if status != hyper::StatusCode::OK {
         bail!("/metrics answered {status}");
-    }
-    let text = String::from_utf8_lossy(&body);
-    if !text.lines().any(|l| !l.is_empty() && !l.starts_with('#')) {
-        bail!("/metrics answered without samples");
     }
     Ok(())
 }

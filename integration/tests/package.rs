@@ -172,6 +172,7 @@ fn deb_installs_runs_as_labnet_verifies_and_purges() {
         ok && text.trim() == "[]",
         "labnetctl zones list --json: {text}"
     );
+    serve_with_unit_capabilities();
 
     // Man pages where man finds them; completions where the shells look.
     for page in BINARIES
@@ -264,6 +265,136 @@ fn deb_installs_runs_as_labnet_verifies_and_purges() {
         .expect("man -w");
     assert!(!man.status.success(), "the man page outlived the purge");
     drop(guard);
+}
+
+/// The capabilities a unit grants (`AmbientCapabilities=`), as setpriv
+/// names them: `net_bind_service,net_raw`.
+fn unit_caps(unit: &str) -> String {
+    let text = std::fs::read_to_string(format!("/lib/systemd/system/{unit}.service"))
+        .expect("installed unit");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .unwrap_or_else(|| panic!("{unit} has no AmbientCapabilities="));
+    line.split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The installed daemons, started as the units start them (user `labnet`,
+/// only the unit's `AmbientCapabilities=`, bounding set included), inside a
+/// namespace of this test, serve stock clients on the privileged ports:
+/// udhcpc gets a lease from labnet-dhcpd with its ping check working (raw
+/// ICMP), dig gets an answer from labnet-dnsd, tftp a file from labnet-tftpd.
+fn serve_with_unit_capabilities() {
+    require_tools("util-linux", &["setpriv"]);
+    require_tools("udhcpc", &["udhcpc"]);
+    require_tools("bind9-dnsutils", &["dig"]);
+    require_tools("tftp-hpa", &["tftp"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The daemons' user reads the config and the TFTP root, writes the store.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let state = dir.path().join("state");
+    let root = dir.path().join("tftp");
+    std::fs::create_dir(&state).expect("state dir");
+    std::fs::create_dir(&root).expect("tftp root");
+    std::fs::write(root.join("hello.txt"), "from labnet-tftpd\n").expect("file");
+    run(Command::new("chown").arg("labnet:labnet").arg(&state));
+    let cfg = write_file(
+        dir.path(),
+        "labnet.toml",
+        &format!(
+            r#"
+[store]
+url = "sqlite://{s}/labnet.db"
+[dhcp]
+interfaces = ["br0"]
+ping_check = true
+ping_timeout = "200ms"
+[[dhcp.subnets]]
+cidr = "10.77.0.0/24"
+pools = ["10.77.0.100-10.77.0.110"]
+[dns]
+listen = ["10.77.0.1:53"]
+[tftp]
+listen = ["10.77.0.1:69"]
+root = "{r}"
+"#,
+            s = state.display(),
+            r = root.display()
+        ),
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, text) = as_labnet(&[
+        "/usr/bin/labnetctl",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "init",
+    ]);
+    assert!(ok, "labnetctl init as labnet: {text}");
+
+    let srv = Netns::new("pkgs");
+    srv.add_bridge("br0", "10.77.0.1/24");
+    let mut daemons = Vec::new();
+    for unit in UNITS {
+        let caps = unit_caps(unit);
+        let add: String = caps
+            .split(',')
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let log = dir.path().join(format!("{unit}.log"));
+        let logf = std::fs::File::create(&log).expect("log");
+        let child = srv
+            .cmd("setpriv")
+            .args(["--reuid=labnet", "--regid=labnet", "--init-groups"])
+            .arg(format!("--inh-caps=-all,{add}"))
+            .arg(format!("--ambient-caps={add}"))
+            .arg(format!("--bounding-set=-all,{add}"))
+            .arg(format!("/usr/bin/{unit}"))
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup"))
+            .stderr(logf)
+            .spawn()
+            .expect("start installed daemon");
+        let mut d = Daemon { child, log };
+        d.wait_log("serving", Duration::from_secs(20));
+        eprintln!("{unit} serves as labnet with {caps}");
+        daemons.push(d);
+    }
+    let cli = Netns::new("pkgc");
+    srv.attach_veth("br0", "vpkgc", &cli, "eth0");
+    let lease = run(cli
+        .cmd("udhcpc")
+        .args(["-q", "-n", "-f", "-i", "eth0", "-t", "10", "-T", "1"])
+        .args(["-s", "/bin/true"]));
+    let lease = String::from_utf8_lossy(&lease.stderr).into_owned()
+        + &String::from_utf8_lossy(&lease.stdout);
+    assert!(lease.contains("10.77.0.10"), "udhcpc: {lease}");
+    let dhcpd_log = daemons[0].log_text();
+    assert!(
+        !dhcpd_log.contains("cannot open an ICMP socket"),
+        "the ping check needs CAP_NET_RAW:\n{dhcpd_log}"
+    );
+    let dig = srv.sh("dig @10.77.0.1 +tries=1 +time=2 www.lab.test A");
+    assert!(dig.contains("status: REFUSED"), "{dig}");
+    let got = dir.path().join("got");
+    run(srv
+        .cmd("tftp")
+        .args(["10.77.0.1", "-m", "binary", "-c", "get", "hello.txt"])
+        .arg(&got));
+    assert_eq!(
+        std::fs::read_to_string(&got).expect("fetched"),
+        "from labnet-tftpd\n"
+    );
+    for mut d in daemons {
+        let st = d.stop();
+        assert!(st.success(), "exit {st}:\n{}", d.log_text());
+    }
 }
 
 /// The messages a daemon sends to `NOTIFY_SOCKET` within `wait`.
