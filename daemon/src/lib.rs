@@ -8,7 +8,12 @@
 //! watchdog when the unit sets `WatchdogSec=`). With `[metrics.listen]`
 //! naming the daemon, [`serve_metrics`] serves Prometheus text over HTTP
 //! (metrics-exporter-prometheus, on hyper); the daemon libraries only record
-//! through the `metrics` facade.
+//! through the `metrics` facade. [`LogLimit`] bounds the log lines a
+//! packet flood can cause.
+
+mod loglimit;
+
+pub use loglimit::LogLimit;
 
 use std::fmt::Display;
 use std::net::SocketAddr;
