@@ -51,7 +51,7 @@ pub use postgres::PgStore;
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
-pub use watch::{watch, Watch};
+pub use watch::{watch, Current, Watch};
 pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
