@@ -45,7 +45,8 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
 pub use names::{
-    admin_names, fqdn, lease_label, lease_names, synthesized_ns, LeaseName, NameRefusal,
+    admin_names, clean_label, fqdn, lease_label, lease_names, synthesized_ns, LeaseName,
+    NameRefusal,
 };
 pub use postgres::PgStore;
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
