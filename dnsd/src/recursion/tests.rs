@@ -44,6 +44,8 @@ impl Upstream for Script {
                 )],
                 authorities: vec![],
                 authentic: false,
+            bogus: None,
+                bogus: None,
             });
         }
         let soa = SOA::new(n("ns.example."), n("h.example."), 1, 1, 1, 1, 60);
@@ -52,6 +54,7 @@ impl Upstream for Script {
             answers: vec![],
             authorities: vec![Record::from_rdata(n("example."), 300, RData::SOA(soa))],
             authentic: false,
+            bogus: None,
         })
     }
 }
