@@ -130,7 +130,11 @@ const ZONES: &[Zone] = &[
     },
 ];
 
-const SERVERS: [&[&str]; 3] = [&["127.0.0.2"], &["127.0.0.11", "127.0.0.12"], &["127.0.1.1"]];
+const SERVERS: [&[&str]; 3] = [
+    &["127.0.0.2"],
+    &["127.0.0.11", "127.0.0.12"],
+    &["127.0.1.1"],
+];
 
 fn fqdn(origin: &str) -> String {
     if origin == "." {
@@ -159,7 +163,16 @@ fn sign_all(dir: &Path) -> String {
     for z in ZONES.iter().filter(|z| z.sign.is_some()) {
         // One key that signs everything (KSK flag, `-z` below): a CSK.
         let k = out(Command::new("dnssec-keygen")
-            .args(["-q", "-a", "ECDSAP256SHA256", "-f", "KSK", "-n", "ZONE", "-K"])
+            .args([
+                "-q",
+                "-a",
+                "ECDSAP256SHA256",
+                "-f",
+                "KSK",
+                "-n",
+                "ZONE",
+                "-K",
+            ])
             .arg(&keys)
             .arg(fqdn(z.origin)));
         let ds = out(Command::new("dnssec-dsfromkey")
@@ -184,7 +197,8 @@ fn sign_all(dir: &Path) -> String {
         std::fs::write(&file, format!("{text}{key}")).expect("write");
         let mut cmd = Command::new("dnssec-signzone");
         cmd.args(["-q", "-z", "-K"]).arg(&keys);
-        cmd.args(["-o", &fqdn(z.origin), "-f"]).arg(file.with_extension("signed"));
+        cmd.args(["-o", &fqdn(z.origin), "-f"])
+            .arg(file.with_extension("signed"));
         match sign {
             Sign::Nsec => {}
             Sign::Nsec3 => {
@@ -208,6 +222,13 @@ fn sign_all(dir: &Path) -> String {
             std::fs::write(&signed, t.replace("192.0.2.30", "192.0.2.66")).expect("write");
         }
     }
+    // The root's key file as dnssec-keygen wrote it (comments and all):
+    // labnet gets the anchor in DNSKEY form, Unbound the DS.
+    std::fs::copy(
+        keys.join(format!("{}.key", key_of["."])),
+        dir.join("anchor.key"),
+    )
+    .expect("copy the root key");
     ds_of["."].clone()
 }
 
@@ -246,7 +267,10 @@ impl Rig {
     fn new() -> Rig {
         require_root();
         require_tools("bind9-dnsutils", &["dig"]);
-        require_tools("bind9-utils", &["dnssec-keygen", "dnssec-signzone", "dnssec-dsfromkey"]);
+        require_tools(
+            "bind9-utils",
+            &["dnssec-keygen", "dnssec-signzone", "dnssec-dsfromkey"],
+        );
         require_tools("nsd", &["nsd"]);
         require_tools("unbound", &["unbound"]);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -289,12 +313,20 @@ impl Rig {
             );
         }
         let mut rig = Rig { dir, ns, children };
-        for (addr, zone) in [("127.0.0.2", "."), ("127.0.0.12", "net"), ("127.0.1.1", "secure.com")] {
-            wait_for(&format!("{addr} to serve {zone}"), Duration::from_secs(20), || {
-                rig.dig(addr, &format!("+norec {zone} SOA"))
-                    .contains("status: NOERROR")
-                    .then_some(())
-            });
+        for (addr, zone) in [
+            ("127.0.0.2", "."),
+            ("127.0.0.12", "net"),
+            ("127.0.1.1", "secure.com"),
+        ] {
+            wait_for(
+                &format!("{addr} to serve {zone}"),
+                Duration::from_secs(20),
+                || {
+                    rig.dig(addr, &format!("+norec {zone} SOA"))
+                        .contains("status: NOERROR")
+                        .then_some(())
+                },
+            );
         }
         rig.unbound();
         rig
@@ -364,7 +396,12 @@ impl Rig {
             ),
         );
         ctl(&cfg, &["zones", "list"]);
-        let mut d = Daemon::start(Some(&self.ns), "labnet-dnsd", &cfg, &self.path("labnet.log"));
+        let mut d = Daemon::start(
+            Some(&self.ns),
+            "labnet-dnsd",
+            &cfg,
+            &self.path("labnet.log"),
+        );
         d.wait_log("serving", Duration::from_secs(10));
         d
     }
@@ -422,7 +459,7 @@ const CASES: &[(&str, &str, bool, &str, &str)] = &[
 #[test]
 fn validates_a_signed_hierarchy_as_unbound_does() {
     let rig = Rig::new();
-    let anchors = rig.path("anchor.ds");
+    let anchors = rig.path("anchor.key");
     let mut dnsd = rig.labnet(&format!("trust_anchors = \"{}\"", anchors.display()));
     assert!(
         dnsd.log_text().contains("DNSSEC validation on"),

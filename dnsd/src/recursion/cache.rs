@@ -64,7 +64,10 @@ impl TtlPolicy {
             // A bogus verdict is kept briefly (Unbound's val-bogus-ttl), so a
             // repaired zone is believed soon and an attack is not re-verified
             // on every query.
-            Some(_) => Some(ttl.unwrap_or(super::dnssec::BOGUS_TTL).min(super::dnssec::BOGUS_TTL)),
+            Some(_) => Some(
+                ttl.unwrap_or(super::dnssec::BOGUS_TTL)
+                    .min(super::dnssec::BOGUS_TTL),
+            ),
             None => ttl,
         }
     }
@@ -392,7 +395,6 @@ mod memory {
                 authorities: vec![],
                 authentic: false,
                 bogus: None,
-            bogus: None,
             };
             c.insert(Key::new(&name, RecordType::A), a, 300, t0);
         }

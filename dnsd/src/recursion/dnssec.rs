@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS, NSEC, NSEC3, RRSIG};
-use hickory_proto::dnssec::Verifier;
+use hickory_proto::dnssec::{Algorithm, PublicKeyBuf, Verifier};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use lru::LruCache;
@@ -139,6 +139,13 @@ impl Anchors {
             } else {
                 RecordType::DNSKEY
             };
+            if rtype == RecordType::DNSKEY {
+                // hickory's text parser refuses DNSKEY ("dynamically
+                // generated"): RFC 4034 §2.2 presentation form by hand.
+                let k = parse_dnskey(&f[pos + 1..]).map_err(|e| at(&e))?;
+                a.keys.push((owner, k));
+                continue;
+            }
             let rdata = RData::try_from_str(rtype, &f[pos + 1..].join(" "))
                 .map_err(|e| at(&format!("{rtype}: {e}")))?;
             match rdata {
@@ -182,6 +189,30 @@ impl Anchors {
                 .collect(),
         )
     }
+}
+
+/// DNSKEY RDATA in presentation form (RFC 4034 §2.2): flags, protocol 3,
+/// algorithm number, base64 key (spaces allowed).
+fn parse_dnskey(f: &[&str]) -> Result<DNSKEY, String> {
+    let [flags, protocol, algorithm, key @ ..] = f else {
+        return Err("DNSKEY: flags protocol algorithm key".into());
+    };
+    let flags: u16 = flags
+        .parse()
+        .map_err(|_| format!("DNSKEY flags `{flags}`"))?;
+    if *protocol != "3" {
+        return Err(format!("DNSKEY protocol `{protocol}` (must be 3)"));
+    }
+    let algorithm: u8 = algorithm
+        .parse()
+        .map_err(|_| format!("DNSKEY algorithm `{algorithm}` (a number)"))?;
+    let key = data_encoding::BASE64
+        .decode(key.concat().as_bytes())
+        .map_err(|e| format!("DNSKEY key: {e}"))?;
+    Ok(DNSKEY::with_flags(
+        flags,
+        PublicKeyBuf::new(key, Algorithm::from_u8(algorithm)),
+    ))
 }
 
 /// One RRset of a section, with the RRSIGs that cover it.
@@ -300,12 +331,7 @@ pub fn verify_rrset(set: &RrSet<'_>, zone: &Name, keys: &[DNSKEY], now: u32) -> 
             }
             tagged = true;
             if key
-                .verify_rrsig(
-                    &set.name,
-                    DNSClass::IN,
-                    sig,
-                    set.records.iter().copied(),
-                )
+                .verify_rrsig(&set.name, DNSClass::IN, sig, set.records.iter().copied())
                 .is_ok()
             {
                 return Ok(());
@@ -335,7 +361,12 @@ pub fn verify_dnskeys(
     anchor_keys: &[DNSKEY],
     now: u32,
 ) -> Result<Vec<DNSKEY>, Ede> {
-    let keys: Vec<DNSKEY> = set.records.iter().filter_map(|r| dnskey(r)).cloned().collect();
+    let keys: Vec<DNSKEY> = set
+        .records
+        .iter()
+        .filter_map(|r| dnskey(r))
+        .cloned()
+        .collect();
     let entry: Vec<DNSKEY> = keys
         .iter()
         .filter(|k| {
@@ -424,7 +455,11 @@ pub fn nsec_nxdomain(qname: &Name, nsec: &[(&Name, &NSEC)]) -> bool {
     }
     let a = common_ancestor(qname, owner);
     let b = common_ancestor(qname, n.next_domain_name());
-    let ce = if a.num_labels() >= b.num_labels() { a } else { b };
+    let ce = if a.num_labels() >= b.num_labels() {
+        a
+    } else {
+        b
+    };
     let Some(wild) = wildcard_of(&ce) else {
         return false;
     };
@@ -454,7 +489,11 @@ pub fn nsec_nodata(qname: &Name, qtype: RecordType, nsec: &[(&Name, &NSEC)]) -> 
         }
         let a = common_ancestor(qname, o);
         let b = common_ancestor(qname, next);
-        let ce = if a.num_labels() >= b.num_labels() { a } else { b };
+        let ce = if a.num_labels() >= b.num_labels() {
+            a
+        } else {
+            b
+        };
         let Some(wild) = wildcard_of(&ce) else {
             return false;
         };
@@ -589,7 +628,12 @@ pub fn nsec3_nxdomain(qname: &Name, zone: &Name, records: &[Record]) -> Nsec3Pro
 }
 
 /// RFC 5155 §8.5–8.7: NODATA (and DS NODATA, with opt-out).
-pub fn nsec3_nodata(qname: &Name, qtype: RecordType, zone: &Name, records: &[Record]) -> Nsec3Proof {
+pub fn nsec3_nodata(
+    qname: &Name,
+    qtype: RecordType,
+    zone: &Name,
+    records: &[Record],
+) -> Nsec3Proof {
     let set = nsec3s(records, zone);
     if costly(&set) {
         return Nsec3Proof::TooCostly;
@@ -693,7 +737,10 @@ pub fn check_reply(
         // A wildcard expansion: the verified RRSIG says fewer labels.
         let labels = set.sigs.iter().map(|s| s.input().num_labels).min();
         if let Some(l) = labels.filter(|l| *l < set.name.num_labels()) {
-            if set.sigs.iter().all(|s| s.input().num_labels < set.name.num_labels())
+            if set
+                .sigs
+                .iter()
+                .all(|s| s.input().num_labels < set.name.num_labels())
                 && !wildcard_proven(&set.name, l, zone, &f.authorities)
             {
                 return Security::Bogus(bogus(
@@ -747,6 +794,40 @@ pub fn check_reply(
 }
 
 // ---- The chain of trust ----
+
+/// The zone whose keys must have signed `f`: the zone the iterator asked,
+/// or a zone below it that the RRSIGs name (RFC 4035 §5.3.1: the signer
+/// encloses the records), for servers that serve a parent and a child
+/// alike and answer from the child without a referral. Naming a deeper
+/// signer gains an attacker nothing: its keys are checked from the anchor
+/// down like any other. `proper`: the signer must be above `name` (a DS).
+fn signer_of(f: &Fetched, name: &Name, proper: bool) -> Name {
+    f.answers
+        .iter()
+        .chain(f.authorities.iter())
+        .filter_map(rrsig)
+        .map(|s| s.input().signer_name.to_lowercase())
+        .filter(|s| f.zone.zone_of(s) && s.zone_of(name) && !(proper && s == name))
+        .max_by_key(|s| s.num_labels())
+        .unwrap_or_else(|| f.zone.clone())
+}
+
+/// After a proven "no DS" for `zone`: the proof must show a delegation
+/// there (NS in the NSEC/NSEC3 bitmap), else `zone` is no zone cut and an
+/// unsigned answer "from" it is a forged referral, not an insecure zone.
+fn delegation_proven(f: &Fetched, zone: &Name) -> bool {
+    let cut = |t: &hickory_proto::rr::RecordTypeSet| t.contains(RecordType::NS);
+    if nsecs(&f.authorities)
+        .iter()
+        .any(|(o, n)| *o == zone && cut(n.type_set()))
+    {
+        return true;
+    }
+    let set = nsec3s(&f.authorities, &f.zone);
+    nsec3_hash(&set, zone)
+        .and_then(|h| nsec3_match(&set, &h).map(|m| cut(m.rd.type_set())))
+        .unwrap_or(false)
+}
 
 /// How the validator asks for DS and DNSKEY records: the iterator, which
 /// routes DS to the parent's servers (RFC 4035 §4.2).
@@ -805,6 +886,17 @@ impl Validator {
         qname: &Name,
         qtype: RecordType,
     ) -> Security {
+        let signer = signer_of(f, qname, false);
+        let shifted;
+        let f = if signer == f.zone {
+            f
+        } else {
+            shifted = Fetched {
+                zone: signer,
+                ..f.clone()
+            };
+            &shifted
+        };
         match self.zone_keys(&f.zone, fetch).await {
             ZoneKeys::Insecure => Security::Insecure,
             ZoneKeys::Bogus(e) => Security::Bogus(e),
@@ -852,10 +944,11 @@ impl Validator {
         } else {
             // RFC 4035 §5.2: the DS RRset comes from the parent zone, and
             // is checked with the parent's keys.
-            let r = match fetch.fetch(zone, RecordType::DS).await {
+            let mut r = match fetch.fetch(zone, RecordType::DS).await {
                 Ok(r) => r,
                 Err(e) => return (ZoneKeys::Bogus(e), None),
             };
+            r.zone = signer_of(&r, zone, true);
             if !(r.zone.zone_of(zone) && r.zone != *zone) {
                 return (
                     ZoneKeys::Bogus(bogus(
@@ -884,6 +977,15 @@ impl Validator {
                 })
                 .collect();
             if ds.is_empty() {
+                if !delegation_proven(&r, zone) {
+                    return (
+                        ZoneKeys::Bogus(bogus(
+                            Ede::DNSSEC_BOGUS,
+                            format!("{zone} has no DS and is no delegation of {}", r.zone),
+                        )),
+                        Some(BOGUS_TTL),
+                    );
+                }
                 // Proven: no DS, an unsigned delegation.
                 return (ZoneKeys::Insecure, Some(3_600));
             }
@@ -899,7 +1001,8 @@ impl Validator {
         let sets = rrsets(&r.answers);
         let Some(set) = sets
             .iter()
-            .find(|s| s.rtype == RecordType::DNSKEY && s.name == *zone && r.zone == *zone)
+            // Whoever served it: the set is checked against the DS.
+            .find(|s| s.rtype == RecordType::DNSKEY && s.name == *zone)
         else {
             return (
                 ZoneKeys::Bogus(bogus(

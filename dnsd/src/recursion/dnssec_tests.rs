@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use hickory_proto::dnssec::crypto::Ed25519SigningKey;
 use hickory_proto::dnssec::rdata::SigInput;
-use hickory_proto::dnssec::{Algorithm, DigestType, Nsec3HashAlgorithm, SigningKey, TrustAnchors, TBS};
+use hickory_proto::dnssec::{
+    Algorithm, DigestType, Nsec3HashAlgorithm, SigningKey, TrustAnchors, TBS,
+};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::SerialNumber;
 
@@ -32,7 +34,10 @@ fn the_built_in_anchors_are_the_digests_of_the_iana_root_ksks() {
     for i in 0..2 {
         let key = DNSKEY::with_flags(257, shipped.get(i).expect("root key").clone());
         let tag = key.calculate_key_tag().expect("tag");
-        let d = ds.iter().find(|d| d.key_tag() == tag).expect("a DS per KSK");
+        let d = ds
+            .iter()
+            .find(|d| d.key_tag() == tag)
+            .expect("a DS per KSK");
         assert!(d.covers(&Name::root(), &key).expect("digest"), "tag {tag}");
     }
     let mut tags: Vec<u16> = ds.iter().map(|d| d.key_tag()).collect();
@@ -93,8 +98,16 @@ fn nsec_covering_follows_canonical_order_and_wraps_at_the_apex() {
     assert!(!nsec_covers(&a, &c, &a));
     assert!(!nsec_covers(&a, &c, &n("d.example.")));
     // The last NSEC points back at the apex.
-    assert!(nsec_covers(&n("z.example."), &n("example."), &n("zz.example.")));
-    assert!(!nsec_covers(&n("z.example."), &n("example."), &n("b.example.")));
+    assert!(nsec_covers(
+        &n("z.example."),
+        &n("example."),
+        &n("zz.example.")
+    ));
+    assert!(!nsec_covers(
+        &n("z.example."),
+        &n("example."),
+        &n("b.example.")
+    ));
 }
 
 #[test]
@@ -363,11 +376,13 @@ fn hierarchy() -> (Validator, Script, Signer) {
         &[RecordType::NS, RecordType::NSEC, RecordType::RRSIG],
     )]);
     let mut nodata = reply(&example.name, vec![], no_ds);
-    nodata.authorities.extend(example.signed(vec![Record::from_rdata(
-        n("example."),
-        300,
-        RData::SOA(SOA::new(n("ns.example."), n("h.example."), 1, 1, 1, 1, 300)),
-    )]));
+    nodata
+        .authorities
+        .extend(example.signed(vec![Record::from_rdata(
+            n("example."),
+            300,
+            RData::SOA(SOA::new(n("ns.example."), n("h.example."), 1, 1, 1, 1, 300)),
+        )]));
     m.insert((n("unsigned.example."), RecordType::DS), nodata);
     let v = Validator::with_clock(anchors, Box::new(|| NOW));
     (v, Script(m), leaf)
@@ -384,7 +399,11 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn the_chain_of_trust_makes_a_signed_answer_secure() {
     let (v, fetch, leaf) = hierarchy();
     let www = n("www.signed.example.");
-    let good = reply(&leaf.name, leaf.signed(vec![a("www.signed.example.", 1)]), vec![]);
+    let good = reply(
+        &leaf.name,
+        leaf.signed(vec![a("www.signed.example.", 1)]),
+        vec![],
+    );
     assert_eq!(
         block_on(v.check(&fetch, &good, &www, RecordType::A)),
         Security::Secure
@@ -411,16 +430,26 @@ fn edited_expired_and_unsigned_answers_are_bogus() {
     assert_eq!(code(&reply(&leaf.name, edited, vec![])), Ede::DNSSEC_BOGUS);
     // A signature past its expiration.
     let old = leaf.sign(vec![a("www.signed.example.", 1)], NOW - 7200, NOW - 3600);
-    assert_eq!(code(&reply(&leaf.name, old, vec![])), Ede::SIGNATURE_EXPIRED);
+    assert_eq!(
+        code(&reply(&leaf.name, old, vec![])),
+        Ede::SIGNATURE_EXPIRED
+    );
     // No signature at all in a signed zone.
     assert_eq!(
-        code(&reply(&leaf.name, vec![a("www.signed.example.", 1)], vec![])),
+        code(&reply(
+            &leaf.name,
+            vec![a("www.signed.example.", 1)],
+            vec![]
+        )),
         Ede::RRSIGS_MISSING
     );
     // Signed by another key than the zone's DS points to.
     let stranger = Signer::new("signed.example.");
     let forged = stranger.signed(vec![a("www.signed.example.", 1)]);
-    assert_eq!(code(&reply(&leaf.name, forged, vec![])), Ede::DNSKEY_MISSING);
+    assert_eq!(
+        code(&reply(&leaf.name, forged, vec![])),
+        Ede::DNSKEY_MISSING
+    );
     // A negative answer without its NSEC.
     let mut nx = reply(&leaf.name, vec![], vec![]);
     nx.rcode = ResponseCode::NXDomain;
@@ -431,7 +460,11 @@ fn edited_expired_and_unsigned_answers_are_bogus() {
 fn a_proven_unsigned_delegation_is_insecure_and_a_missing_proof_bogus() {
     let (v, fetch, _) = hierarchy();
     let name = n("www.unsigned.example.");
-    let plain = reply(&n("unsigned.example."), vec![a("www.unsigned.example.", 7)], vec![]);
+    let plain = reply(
+        &n("unsigned.example."),
+        vec![a("www.unsigned.example.", 7)],
+        vec![],
+    );
     assert_eq!(
         block_on(v.check(&fetch, &plain, &name, RecordType::A)),
         Security::Insecure
@@ -440,17 +473,58 @@ fn a_proven_unsigned_delegation_is_insecure_and_a_missing_proof_bogus() {
     // (an attacker cannot strip a zone's signatures by hiding its DS).
     let (v, mut fetch, _) = hierarchy();
     if let Some(f) = fetch.0.get_mut(&(n("unsigned.example."), RecordType::DS)) {
-        f.authorities.retain(|r| r.record_type() == RecordType::SOA || rrsig(r).is_some_and(|s| s.input().type_covered == RecordType::SOA));
+        f.authorities.retain(|r| {
+            r.record_type() == RecordType::SOA
+                || rrsig(r).is_some_and(|s| s.input().type_covered == RecordType::SOA)
+        });
     }
     match block_on(v.check(&fetch, &plain, &name, RecordType::A)) {
         Security::Bogus(e) => assert_eq!(e.code, Ede::NSEC_MISSING, "{e:?}"),
         other => panic!("{other:?}"),
     }
+    // A forged referral to a name that is no zone cut (its "no DS" proof
+    // has no NS bit): bogus, not insecure.
+    let (v, fetch, leaf) = hierarchy();
+    let mut fetch = fetch;
+    let fake = n("www.signed.example.");
+    let proof = leaf.signed(vec![nsec(
+        "www.signed.example.",
+        "signed.example.",
+        &[RecordType::A, RecordType::NSEC, RecordType::RRSIG],
+    )]);
+    fetch.0.insert(
+        (fake.clone(), RecordType::DS),
+        reply(&leaf.name, vec![], proof),
+    );
+    let forged = reply(&fake, vec![a("www.signed.example.", 66)], vec![]);
+    match block_on(v.check(&fetch, &forged, &fake, RecordType::A)) {
+        Security::Bogus(e) => assert_eq!(e.code, Ede::DNSSEC_BOGUS, "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A server of the parent that answers from a child it also serves
+    // (no referral): the signer names the zone whose keys apply.
+    let from_parent = reply(
+        &n("example."),
+        leaf.signed(vec![a("www.signed.example.", 1)]),
+        vec![],
+    );
+    assert_eq!(
+        block_on(v.check(&fetch, &from_parent, &fake, RecordType::A)),
+        Security::Secure
+    );
     // Outside every anchor: insecure without asking anyone.
-    let v = Validator::with_clock(Anchors::parse("example. DS 1 15 2 00").expect("anchor"), Box::new(|| NOW));
+    let v = Validator::with_clock(
+        Anchors::parse("example. DS 1 15 2 00").expect("anchor"),
+        Box::new(|| NOW),
+    );
     let other = reply(&n("com."), vec![a("www.com.", 1)], vec![]);
     assert_eq!(
-        block_on(v.check(&Script(HashMap::new()), &other, &n("www.com."), RecordType::A)),
+        block_on(v.check(
+            &Script(HashMap::new()),
+            &other,
+            &n("www.com."),
+            RecordType::A
+        )),
         Security::Insecure
     );
 }
@@ -471,7 +545,13 @@ fn a_wildcard_answer_needs_the_proof_that_the_name_does_not_exist() {
     let proof = leaf.signed(vec![nsec(
         "signed.example.",
         "z.signed.example.",
-        &[RecordType::SOA, RecordType::NS, RecordType::NSEC, RecordType::RRSIG, RecordType::DNSKEY],
+        &[
+            RecordType::SOA,
+            RecordType::NS,
+            RecordType::NSEC,
+            RecordType::RRSIG,
+            RecordType::DNSKEY,
+        ],
     )]);
     let with = reply(&leaf.name, expanded.clone(), proof);
     assert_eq!(

@@ -26,6 +26,11 @@
 //! - a random source port (a new socket per query, the kernel's random
 //!   ephemeral port) and a random ID, replies matched strictly (address,
 //!   ID, question), TC → TCP (RFC 7766), EDNS0 with a 1232-byte payload.
+//! - DNSSEC (with a [`Validator`]): DO on every query, DS questions asked of
+//!   the parent's servers (RFC 4035 §4.2), and each zone's part of an
+//!   answer (with the zone that gave it) handed to the validator, which
+//!   fetches DS and DNSKEY through this same iterator; the answer carries
+//!   the verdict over all its parts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

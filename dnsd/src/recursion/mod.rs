@@ -121,7 +121,9 @@ pub fn trust_anchors(config: &Config) -> Result<Result<Anchors, &'static str>, C
         return Ok(Err("dnssec = false"));
     }
     if !dns.forwarders.is_empty() {
-        return Ok(Err("forwarding: answers are not validated behind forwarders"));
+        return Ok(Err(
+            "forwarding: answers are not validated behind forwarders",
+        ));
     }
     match config.dns_trust_anchors()? {
         Some(text) => Anchors::parse(&text)

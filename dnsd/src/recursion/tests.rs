@@ -44,7 +44,6 @@ impl Upstream for Script {
                 )],
                 authorities: vec![],
                 authentic: false,
-            bogus: None,
                 bogus: None,
             });
         }
