@@ -196,7 +196,8 @@ fn sign_all(dir: &Path) -> String {
             .expect("key file");
         std::fs::write(&file, format!("{text}{key}")).expect("write");
         let mut cmd = Command::new("dnssec-signzone");
-        cmd.args(["-q", "-z", "-K"]).arg(&keys);
+        // -d: its dsset- files go to the temporary directory, not the cwd.
+        cmd.args(["-q", "-z", "-d"]).arg(dir).arg("-K").arg(&keys);
         cmd.args(["-o", &fqdn(z.origin), "-f"])
             .arg(file.with_extension("signed"));
         match sign {
