@@ -136,6 +136,29 @@ impl Config {
             })
     }
 
+    /// What only the DNS server's machine can read: the text of
+    /// `dns.trust_anchors` (`None` without that key). The DNS server parses
+    /// it and reports what is wrong with [`Config::invalid_key`].
+    pub fn dns_trust_anchors(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = self.dns.as_ref().and_then(|d| d.trust_anchors.as_ref()) else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| self.invalid_key("dns.trust_anchors", format!("{}: {e}", path.display())))
+    }
+
+    /// An error about a key of this file that a daemon found wrong after
+    /// parsing (the contents of a file it names), with the key's line.
+    pub fn invalid_key(&self, key: &'static str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            line: self.lines.get(key).copied().unwrap_or(1),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Validate config text; `path` is only used in messages.
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let ctx = Ctx {

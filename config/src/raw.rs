@@ -197,6 +197,8 @@ struct RawDns {
     max_negative_ttl: u32,
     #[serde(default = "yes")]
     qname_minimisation: bool,
+    dnssec: Option<Spanned<bool>>,
+    trust_anchors: Option<Spanned<PathBuf>>,
     lease_zone: Option<Spanned<String>>,
     #[serde(default = "default_lease_ttl")]
     lease_ttl: u32,
@@ -494,6 +496,9 @@ impl RawConfig {
         let mut lines = std::collections::HashMap::new();
         if let Some(h) = self.dns.as_ref().and_then(|d| d.root_hints.as_ref()) {
             lines.insert("dns.root_hints", ctx.line_of(h.span().start));
+        }
+        if let Some(t) = self.dns.as_ref().and_then(|d| d.trust_anchors.as_ref()) {
+            lines.insert("dns.trust_anchors", ctx.line_of(t.span().start));
         }
         if let Some(t) = &self.tftp {
             lines.insert("tftp.root", ctx.line_of(t.root.span().start));
@@ -1027,6 +1032,24 @@ impl RawDns {
                 "at least 1M: a smaller cache only thrashes",
             ));
         }
+        if let Some(on) = self.dnssec.as_ref().filter(|d| *d.get_ref()) {
+            // Validation runs in the iterator; a forwarder's answers come
+            // without the zone cuts the chain of trust needs.
+            if !self.forwarders.is_empty() {
+                return Err(ctx.invalid(
+                    on.span(),
+                    "dns.dnssec",
+                    "validation is done when iterating, not behind `forwarders`; remove one of them",
+                ));
+            }
+            if self.root_hints.is_some() && self.trust_anchors.is_none() {
+                return Err(ctx.invalid(
+                    on.span(),
+                    "dns.dnssec",
+                    "with `root_hints` (another root) validation needs `trust_anchors`: the built-in anchors are the IANA root's",
+                ));
+            }
+        }
         if *self.max_ttl.get_ref() < self.min_ttl {
             return Err(ctx.invalid(self.max_ttl.span(), "dns.max_ttl", "below dns.min_ttl"));
         }
@@ -1049,6 +1072,8 @@ impl RawDns {
             max_ttl: self.max_ttl.into_inner(),
             max_negative_ttl: self.max_negative_ttl,
             qname_minimisation: self.qname_minimisation,
+            dnssec: self.dnssec.map(Spanned::into_inner),
+            trust_anchors: self.trust_anchors.map(Spanned::into_inner),
             lease_zone: self.lease_zone.map(|z| z.into_inner()),
             lease_ttl: self.lease_ttl,
             secondaries: self.secondaries,

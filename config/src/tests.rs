@@ -138,6 +138,19 @@ fn dns_recursion_keys() {
     let err = c.dns_root_hints().expect_err("missing hints refused");
     assert_eq!(err.line(), Some(5), "{err}");
     assert!(err.to_string().contains("dns.root_hints"), "{err}");
+    // So is a missing trust anchor file; unset, DNSSEC is left to the
+    // DNS server to decide (on with the IANA anchors when iterating from
+    // the IANA root).
+    assert!(d.dnssec.is_none() && d.trust_anchors.is_none());
+    let c = Config::parse(
+        "[store]\nurl = \"sqlite:///tmp/x.db\"\n[dns]\nlisten = [\"127.0.0.1:53\"]\n\ntrust_anchors = \"/nonexistent/anchors\"\ndnssec = true\n",
+        "inline",
+    )
+    .expect("parses");
+    assert_eq!(c.dns.as_ref().and_then(|d| d.dnssec), Some(true));
+    let err = c.dns_trust_anchors().expect_err("missing anchors refused");
+    assert_eq!(err.line(), Some(6), "{err}");
+    assert!(err.to_string().contains("dns.trust_anchors"), "{err}");
 }
 
 #[test]

@@ -211,6 +211,14 @@ pub struct DnsConfig {
     pub max_negative_ttl: u32,
     /// Ask each zone's servers only about the next label (RFC 9156).
     pub qname_minimisation: bool,
+    /// `dnssec = true|false`; unset: validate when trust anchors exist
+    /// (`trust_anchors`, or the built-in IANA root anchors when iterating
+    /// from the IANA root), as Unbound does when it has an anchor.
+    pub dnssec: Option<bool>,
+    /// `trust_anchors = FILE`: DS or DNSKEY records in zone-file form (as
+    /// Unbound's `trust-anchor-file`), replacing the built-in IANA ones.
+    /// Read by [`crate::Config::dns_trust_anchors`].
+    pub trust_anchors: Option<PathBuf>,
     /// Zone the names of DHCP clients live in (`<hostname>.<lease_zone>`).
     pub lease_zone: Option<String>,
     /// TTL of the A/PTR records made from leases.

@@ -15,7 +15,8 @@
 //!   ▼
 //! pipeline::Pipeline: local zones (zone::Catalog) ─Continue─▶ [GSLB, issue 8]
 //!   ─Continue─▶ recursion::Recursion (ACL, RFC 6303, cache, forwarders,
-//!               iteration) ─Continue─▶ REFUSED
+//!               iteration, DNSSEC validation in recursion::dnssec)
+//!   ─Continue─▶ REFUSED
 //!   │ polled once on the socket thread: local names and cache hits are
 //!   │ answered there; a query that must wait for upstream servers becomes a
 //!   │ tokio task that sends its reply when the pipeline ends

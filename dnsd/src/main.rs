@@ -11,7 +11,8 @@ const NAME: &str = "labnet-dnsd";
 fn main() -> ExitCode {
     let config = match labnet_daemon::start(NAME, labnet_dnsd::ABOUT, |c| {
         c.require_dns(NAME)?;
-        c.dns_root_hints().map(drop)
+        c.dns_root_hints()?;
+        labnet_dnsd::recursion::trust_anchors(c).map(drop)
     }) {
         Ok(c) => c,
         Err(code) => return code,

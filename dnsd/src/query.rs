@@ -141,6 +141,18 @@ impl Ede {
     pub const OTHER: u16 = 0;
     /// §4.4: Stale Answer (RFC 8767).
     pub const STALE_ANSWER: u16 = 3;
+    /// §4.7: DNSSEC Bogus.
+    pub const DNSSEC_BOGUS: u16 = 6;
+    /// §4.8: Signature Expired.
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    /// §4.9: Signature Not Yet Valid.
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+    /// §4.10: DNSKEY Missing.
+    pub const DNSKEY_MISSING: u16 = 9;
+    /// §4.11: RRSIGs Missing.
+    pub const RRSIGS_MISSING: u16 = 10;
+    /// §4.13: NSEC Missing.
+    pub const NSEC_MISSING: u16 = 12;
     /// §4.19: Prohibited (an ACL said no).
     pub const PROHIBITED: u16 = 18;
     /// §4.22: No Reachable Authority.

@@ -100,7 +100,24 @@ impl Server {
         if dns.recursion_allowed.is_empty() {
             tracing::info!("recursion off: recursion_allowed is empty");
         } else {
-            let r = Recursion::from_config(&dns, self.config.dns_root_hints()?)?;
+            let anchors = match crate::recursion::trust_anchors(&self.config)? {
+                Ok(a) => {
+                    tracing::info!(
+                        anchors = if dns.trust_anchors.is_some() {
+                            "trust_anchors"
+                        } else {
+                            "built-in IANA root KSKs"
+                        },
+                        "DNSSEC validation on"
+                    );
+                    Some(a)
+                }
+                Err(why) => {
+                    tracing::info!(reason = why, "DNSSEC validation off");
+                    None
+                }
+            };
+            let r = Recursion::from_config(&dns, self.config.dns_root_hints()?, anchors)?;
             tracing::info!(
                 mode = if !dns.forwarders.is_empty() {
                     "forwarding"

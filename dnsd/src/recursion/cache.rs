@@ -37,8 +37,11 @@ pub struct Upstreamed {
     pub rcode: ResponseCode,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
-    /// Validated (AD) by the upstream.
+    /// Secure: validated by us, or AD from a forwarder.
     pub authentic: bool,
+    /// DNSSEC bogus (RFC 4035 §4.3): kept only to be served to clients
+    /// that set CD; everyone else gets SERVFAIL with this EDE.
+    pub bogus: Option<crate::query::Ede>,
 }
 
 /// TTL clamps from the config.
@@ -56,6 +59,20 @@ impl TtlPolicy {
     /// `max_negative_ttl`; a negative answer without a SOA is not cached
     /// (RFC 2308 §5: "SHOULD NOT be cached"), nor is any other rcode.
     pub fn ttl(&self, u: &Upstreamed) -> Option<u32> {
+        let ttl = self.ttl_of(u);
+        match &u.bogus {
+            // A bogus verdict is kept briefly (Unbound's val-bogus-ttl), so a
+            // repaired zone is believed soon and an attack is not re-verified
+            // on every query.
+            Some(_) => Some(
+                ttl.unwrap_or(super::dnssec::BOGUS_TTL)
+                    .min(super::dnssec::BOGUS_TTL),
+            ),
+            None => ttl,
+        }
+    }
+
+    fn ttl_of(&self, u: &Upstreamed) -> Option<u32> {
         match u.rcode {
             ResponseCode::NoError if !u.answers.is_empty() => {
                 let min = u.answers.iter().map(|r| r.ttl).min()?;
@@ -249,6 +266,7 @@ mod tests {
             )],
             authorities: vec![],
             authentic: false,
+            bogus: None,
         }
     }
 
@@ -267,6 +285,7 @@ mod tests {
             answers: vec![],
             authorities: vec![Record::from_rdata(n("example."), soa_ttl, RData::SOA(soa))],
             authentic: false,
+            bogus: None,
         }
     }
 
@@ -375,6 +394,7 @@ mod memory {
                 )],
                 authorities: vec![],
                 authentic: false,
+                bogus: None,
             };
             c.insert(Key::new(&name, RecordType::A), a, 300, t0);
         }

@@ -26,6 +26,11 @@
 //! - a random source port (a new socket per query, the kernel's random
 //!   ephemeral port) and a random ID, replies matched strictly (address,
 //!   ID, question), TC → TCP (RFC 7766), EDNS0 with a 1232-byte payload.
+//! - DNSSEC (with a [`Validator`]): DO on every query, DS questions asked of
+//!   the parent's servers (RFC 4035 §4.2), and each zone's part of an
+//!   answer (with the zone that gave it) handed to the validator, which
+//!   fetches DS and DNSKEY through this same iterator; the answer carries
+//!   the verdict over all its parts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +43,9 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use lru::LruCache;
 
 use super::cache::Upstreamed;
+use super::dnssec::{self, Fetch, Fetched, Security, Validator};
 use super::upstream::{exchange, Upstream, UpstreamError};
+use crate::query::Ede;
 
 /// Longest CNAME chain followed (Unbound stops at 11 restarts).
 pub const MAX_CNAME_LINKS: usize = 11;
@@ -86,6 +93,8 @@ pub struct Iterate {
     qname_minimisation: bool,
     delegations: Mutex<LruCache<Name, Delegation>>,
     stats: Mutex<LruCache<IpAddr, Stats>>,
+    /// DNSSEC validation (`None`: off, and upstream queries go without DO).
+    validator: Option<Validator>,
 }
 
 /// The work one client question may still do.
@@ -106,12 +115,50 @@ impl Budget {
     }
 }
 
-/// What one zone's servers said about a name.
-enum Step {
-    /// Records at or under the zone for the name (CNAME and/or the type).
-    Answer(Vec<Record>),
-    NoData(Vec<Record>),
-    NxDomain(Vec<Record>),
+/// The DNSSEC records a reply's authority section may carry for a
+/// validator: the SOA of a negative answer, NSEC/NSEC3, and their RRSIGs.
+fn is_proof(r: &Record) -> bool {
+    match dnssec::rrsig(r) {
+        Some(sig) => matches!(
+            sig.input().type_covered,
+            RecordType::SOA | RecordType::NSEC | RecordType::NSEC3
+        ),
+        None => matches!(
+            r.record_type(),
+            RecordType::SOA | RecordType::NSEC | RecordType::NSEC3
+        ),
+    }
+}
+
+/// The records of `name`/`rtype` in `records` and the RRSIGs over them.
+fn with_sigs(records: &[Record], name: &Name, rtype: RecordType) -> Vec<Record> {
+    records
+        .iter()
+        .filter(|r| {
+            r.name.to_lowercase() == *name
+                && (r.record_type() == rtype
+                    || dnssec::rrsig(r).is_some_and(|s| s.input().type_covered == rtype))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The iterator as the validator's way to ask for DS and DNSKEY records,
+/// within the client question's budget.
+struct Stepper<'a> {
+    it: &'a Iterate,
+    budget: &'a Budget,
+    depth: u8,
+}
+
+#[async_trait]
+impl Fetch for Stepper<'_> {
+    async fn fetch(&self, name: &Name, qtype: RecordType) -> Result<Fetched, Ede> {
+        self.it
+            .step(name, qtype, self.budget, self.depth)
+            .await
+            .map_err(|e| e.ede())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,7 +174,14 @@ impl Iterate {
             qname_minimisation,
             delegations: Mutex::new(LruCache::new(cap(DELEGATIONS))),
             stats: Mutex::new(LruCache::new(cap(SERVERS))),
+            validator: None,
         }
+    }
+
+    /// Validate answers with `v` (and ask upstream with DO set).
+    pub fn with_validator(mut self, v: Validator) -> Iterate {
+        self.validator = Some(v);
+        self
     }
 
     /// The closest enclosing zone whose servers we know, else the root.
@@ -261,7 +315,7 @@ impl Iterate {
                     _ => (self.timeout_for(a) * 2).max(FIRST_TRY),
                 };
                 let start = Instant::now();
-                match exchange(server, &query, false, wait).await {
+                match exchange(server, &query, false, self.validator.is_some(), wait).await {
                     Ok(m) => {
                         self.record_rtt(a, start.elapsed());
                         let rcode = m.metadata.response_code;
@@ -298,8 +352,12 @@ impl Iterate {
         qtype: RecordType,
         budget: &Budget,
         depth: u8,
-    ) -> Result<Step, UpstreamError> {
-        let mut d = self.closest(name, Instant::now());
+    ) -> Result<Fetched, UpstreamError> {
+        // RFC 4035 §4.2: a DS record lives in the parent zone; ask there.
+        let mut d = match qtype {
+            RecordType::DS if !name.is_root() => self.closest(&name.base_name(), Instant::now()),
+            _ => self.closest(name, Instant::now()),
+        };
         // QNAME minimisation (RFC 9156): a zone's servers are asked about
         // one label below the zone at a time, type A (§3), until the name
         // itself; `extra` is how many labels below the zone we reveal.
@@ -341,27 +399,39 @@ impl Iterate {
             }
             // Bailiwick: only what this zone's servers may speak for.
             let inzone = |r: &&Record| zone.zone_of(&r.name);
-            let soa: Vec<Record> = m
+            let authorities: Vec<Record> = m
                 .authorities
                 .iter()
                 .filter(inzone)
-                .filter(|r| r.record_type() == RecordType::SOA && r.name.zone_of(name))
+                .filter(|r| is_proof(r))
+                .filter(|r| r.record_type() != RecordType::SOA || r.name.zone_of(name))
                 .cloned()
                 .collect();
-            if m.metadata.response_code == ResponseCode::NXDomain {
-                return Ok(Step::NxDomain(soa));
-            }
             let answers: Vec<Record> = m.answers.iter().filter(inzone).cloned().collect();
+            let fetched = |rcode| Fetched {
+                zone: zone.clone(),
+                rcode,
+                answers: answers.clone(),
+                authorities: authorities.clone(),
+            };
+            if m.metadata.response_code == ResponseCode::NXDomain {
+                return Ok(fetched(ResponseCode::NXDomain));
+            }
             if !answers.is_empty() {
-                return Ok(Step::Answer(answers));
+                return Ok(fetched(ResponseCode::NoError));
             }
             if let Some(next) = self.referral(&m, &zone, name) {
+                if qtype == RecordType::DS && next.zone == *name {
+                    return Err(UpstreamError::Other(format!(
+                        "servers of {zone} referred the DS of {name} to the child"
+                    )));
+                }
                 d = next;
                 extra = 1;
                 continue;
             }
             if m.metadata.authoritative {
-                return Ok(Step::NoData(soa));
+                return Ok(fetched(ResponseCode::NoError));
             }
             return Err(UpstreamError::Other(format!(
                 "servers of {zone} neither answered nor referred for {name}"
@@ -418,7 +488,9 @@ impl Iterate {
         Some(d)
     }
 
-    /// Resolve `qname`/`qtype`, following CNAMEs across zones.
+    /// Resolve `qname`/`qtype`, following CNAMEs across zones; with a
+    /// validator, each zone's part is validated and the answer carries the
+    /// verdict over all of them.
     async fn lookup(
         &self,
         qname: &Name,
@@ -429,80 +501,95 @@ impl Iterate {
         let mut chain: Vec<Record> = Vec::new();
         let mut name = qname.to_lowercase();
         let mut seen: Vec<Name> = Vec::new();
+        let mut security = match self.validator {
+            Some(_) => Security::Secure,
+            None => Security::Insecure,
+        };
         for _ in 0..=MAX_CNAME_LINKS {
             if seen.contains(&name) {
                 return Err(UpstreamError::Limit(format!("CNAME loop at {name}")));
             }
             seen.push(name.clone());
-            match self.step(&name, qtype, budget, depth).await? {
-                Step::NxDomain(soa) => {
-                    return Ok(Upstreamed {
-                        rcode: ResponseCode::NXDomain,
-                        answers: chain,
-                        authorities: soa,
-                        authentic: false,
-                    })
-                }
-                Step::NoData(soa) => {
-                    return Ok(Upstreamed {
-                        rcode: ResponseCode::NoError,
-                        answers: chain,
-                        authorities: soa,
-                        authentic: false,
-                    })
-                }
-                Step::Answer(records) => {
-                    // Walk the chain inside this answer from `name`.
-                    let mut cur = name.clone();
-                    let mut links = 0;
-                    loop {
-                        let found: Vec<Record> = records
-                            .iter()
-                            .filter(|r| r.name.to_lowercase() == cur && r.record_type() == qtype)
-                            .cloned()
-                            .collect();
-                        if !found.is_empty() || qtype == RecordType::CNAME {
-                            chain.extend(found);
-                            return Ok(Upstreamed {
-                                rcode: ResponseCode::NoError,
-                                answers: chain,
-                                authorities: Vec::new(),
-                                authentic: false,
-                            });
-                        }
-                        let cname = records.iter().find_map(|r| match &r.data {
-                            RData::CNAME(t) if r.name.to_lowercase() == cur => {
-                                Some((r.clone(), t.0.to_lowercase()))
-                            }
-                            _ => None,
-                        });
-                        let Some((rec, target)) = cname else {
-                            // The answer holds nothing for `cur`: ask anew.
-                            break;
-                        };
-                        chain.push(rec);
-                        links += 1;
-                        if chain.len() > MAX_CNAME_LINKS {
-                            return Err(UpstreamError::Limit(format!(
-                                "CNAME chain longer than {MAX_CNAME_LINKS}"
-                            )));
-                        }
-                        if seen.contains(&target) && target != cur {
-                            return Err(UpstreamError::Limit(format!("CNAME loop at {target}")));
-                        }
-                        cur = target;
-                        if links > MAX_CNAME_LINKS {
-                            break;
-                        }
-                    }
-                    if cur == name {
-                        return Err(UpstreamError::Other(format!(
-                            "answer for {name} holds no {qtype} nor CNAME"
-                        )));
-                    }
-                    name = cur;
-                }
+            let f = self.step(&name, qtype, budget, depth).await?;
+            if let Some(v) = &self.validator {
+                let fetch = Stepper {
+                    it: self,
+                    budget,
+                    depth,
+                };
+                security = security.and(v.check(&fetch, &f, &name, qtype).await);
             }
+            let done = |rcode, answers, authorities| Upstreamed {
+                rcode,
+                answers,
+                authorities,
+                authentic: security == Security::Secure,
+                bogus: match &security {
+                    Security::Bogus(e) => Some(e.clone()),
+                    _ => None,
+                },
+            };
+            if f.rcode == ResponseCode::NXDomain
+                || f.answers.is_empty()
+                || matches!(security, Security::Bogus(_))
+            {
+                // RFC 6604 §3: the chain so far and the last name's RCODE.
+                chain.extend(f.answers);
+                return Ok(done(f.rcode, chain, f.authorities));
+            }
+            // Positive: only the proofs a wildcard answer needs stay.
+            let proofs: Vec<Record> = f
+                .authorities
+                .iter()
+                .filter(|r| {
+                    r.record_type() != RecordType::SOA
+                        && dnssec::rrsig(r)
+                            .is_none_or(|s| s.input().type_covered != RecordType::SOA)
+                })
+                .cloned()
+                .collect();
+            // Walk the chain inside this answer from `name`.
+            let records = f.answers;
+            let mut cur = name.clone();
+            let mut links = 0;
+            loop {
+                let found = with_sigs(&records, &cur, qtype);
+                if !found.is_empty() || qtype == RecordType::CNAME {
+                    chain.extend(found);
+                    return Ok(done(ResponseCode::NoError, chain, proofs));
+                }
+                let cname = records.iter().find_map(|r| match &r.data {
+                    RData::CNAME(t) if r.name.to_lowercase() == cur => Some(t.0.to_lowercase()),
+                    _ => None,
+                });
+                let Some(target) = cname else {
+                    // The answer holds nothing for `cur`: ask anew.
+                    break;
+                };
+                chain.extend(with_sigs(&records, &cur, RecordType::CNAME));
+                links += 1;
+                if links > MAX_CNAME_LINKS
+                    || chain
+                        .iter()
+                        .filter(|r| r.record_type() == RecordType::CNAME)
+                        .count()
+                        > MAX_CNAME_LINKS
+                {
+                    return Err(UpstreamError::Limit(format!(
+                        "CNAME chain longer than {MAX_CNAME_LINKS}"
+                    )));
+                }
+                if seen.contains(&target) && target != cur {
+                    return Err(UpstreamError::Limit(format!("CNAME loop at {target}")));
+                }
+                cur = target;
+            }
+            if cur == name {
+                return Err(UpstreamError::Other(format!(
+                    "answer for {name} holds no {qtype} nor CNAME"
+                )));
+            }
+            name = cur;
         }
         Err(UpstreamError::Limit(format!(
             "CNAME chain longer than {MAX_CNAME_LINKS}"

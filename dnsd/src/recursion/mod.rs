@@ -10,8 +10,18 @@
 //!               (semaphore on concurrent resolutions)
 //!          ─▶ [[dns.forward]] zone ─▶ Forward to its servers
 //!             forwarders          ─▶ Forward
-//!             else                ─▶ Iterate from the root hints
+//!             else                ─▶ Iterate from the root hints, each zone's
+//!                                    part DNSSEC-validated ([`dnssec`])
+//!          ─▶ to the client: bogus → SERVFAIL + EDE (unless CD), AD on
+//!             secure data for DO/AD clients, DNSSEC records only for DO
 //! ```
+//!
+//! DNSSEC: validation happens once, when the answer is resolved; the cache
+//! keeps the verdict with the answer (a bogus one for [`dnssec::BOGUS_TTL`]
+//! at most), so a cached answer is never verified again and a client that
+//! sets CD gets the bogus data from the same entry (RFC 4035 §3.2.2).
+//! Names under `[[dns.forward]]` zones and everything behind `forwarders`
+//! are not validated (the AD bit of a forwarder is passed on as it is).
 //!
 //! Bounds: at most [`MAX_RESOLUTIONS`] resolutions in flight (the
 //! semaphore), each client query waits at most `deadline` (then SERVFAIL
@@ -22,6 +32,7 @@
 //! longer than 1.8 s, the stale one is served (RFC 8767) with EDE 3.
 
 pub mod cache;
+pub mod dnssec;
 pub mod iterate;
 pub mod private;
 pub mod upstream;
@@ -33,13 +44,15 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name};
-use labnet_config::DnsConfig;
+use hickory_proto::rr::{Record, RecordType};
+use labnet_config::{Config, ConfigError, DnsConfig};
 use tokio::sync::{watch, Semaphore};
 
 use crate::handler::View;
 use crate::pipeline::{Flow, Link, LinkFuture};
 use crate::query::{Answer, Ede, QueryCtx};
 use cache::{Cache, Key, Lookup, TtlPolicy, Upstreamed};
+use dnssec::{Anchors, Validator};
 use iterate::Iterate;
 use private::PrivateZones;
 use upstream::{Forward, Upstream, UpstreamError};
@@ -94,6 +107,35 @@ pub enum RecursionError {
     ForwardZone { zone: String, reason: String },
 }
 
+/// The trust anchors labnet-dnsd validates with, or why it does not:
+/// `dnssec = false` turns validation off; `trust_anchors = FILE` gives the
+/// anchors (checked here, with the key's line on error); without it the
+/// built-in IANA root anchors apply when iterating from the IANA root, and
+/// with `root_hints` (a lab's own root, which the IANA keys do not sign) or
+/// `forwarders` validation is off, as Unbound is without an anchor.
+pub fn trust_anchors(config: &Config) -> Result<Result<Anchors, &'static str>, ConfigError> {
+    let Some(dns) = &config.dns else {
+        return Ok(Err("no [dns] section"));
+    };
+    if dns.dnssec == Some(false) {
+        return Ok(Err("dnssec = false"));
+    }
+    if !dns.forwarders.is_empty() {
+        return Ok(Err(
+            "forwarding: answers are not validated behind forwarders",
+        ));
+    }
+    match config.dns_trust_anchors()? {
+        Some(text) => Anchors::parse(&text)
+            .map(Ok)
+            .map_err(|why| config.invalid_key("dns.trust_anchors", why)),
+        None if dns.root_hints.is_none() => Ok(Ok(Anchors::iana())),
+        None => Ok(Err(
+            "root_hints names another root and no trust_anchors are given",
+        )),
+    }
+}
+
 /// What a resolution ended with, shared by everyone waiting on it: the
 /// answer, or why not.
 type Outcome = Option<Arc<Result<Upstreamed, Ede>>>;
@@ -117,11 +159,14 @@ pub struct Recursion {
 }
 
 impl Recursion {
-    /// From the `[dns]` config and the addresses read from its
-    /// `root_hints` (`None`: the IANA root). Must run inside a tokio runtime.
+    /// From the `[dns]` config, the addresses read from its `root_hints`
+    /// (`None`: the IANA root) and the trust anchors to validate with
+    /// (`None`: no validation; see [`trust_anchors`]). Must run inside a
+    /// tokio runtime.
     pub fn from_config(
         dns: &DnsConfig,
         root_hints: Option<Vec<IpAddr>>,
+        anchors: Option<Anchors>,
     ) -> Result<Recursion, RecursionError> {
         let mut forward: Vec<(Name, Arc<dyn Upstream>)> = Vec::new();
         for f in &dns.forward {
@@ -140,7 +185,11 @@ impl Recursion {
             Arc::new(Forward::new(dns.forwarders.clone(), FORWARD_TIMEOUT))
         } else {
             let roots: Vec<IpAddr> = root_hints.unwrap_or_else(|| IANA_ROOTS.to_vec());
-            Arc::new(Iterate::new(&roots, dns.qname_minimisation))
+            let it = Iterate::new(&roots, dns.qname_minimisation);
+            Arc::new(match anchors {
+                Some(a) => it.with_validator(Validator::new(a)),
+                None => it,
+            })
         };
         let ttl = TtlPolicy {
             min_ttl: dns.min_ttl,
@@ -211,7 +260,7 @@ impl Inner {
                     // Refresh in the background; this client is answered now.
                     drop(self.clone().join_or_start(key, ctx));
                 }
-                return Flow::Answer(to_answer(answer));
+                return Flow::Answer(to_answer(answer, ctx));
             }
             Lookup::Stale(a) => Some(a),
             Lookup::Miss => None,
@@ -224,7 +273,7 @@ impl Inner {
         let waited = tokio::time::timeout(wait, rx.wait_for(|v| v.is_some())).await;
         let answer = match waited {
             Ok(Ok(v)) => match v.as_ref().map(|o| o.as_ref()) {
-                Some(Ok(u)) => to_answer(u.clone()),
+                Some(Ok(u)) => to_answer(u.clone(), ctx),
                 Some(Err(ede)) => Answer::servfail(ede.clone()),
                 None => Answer::servfail(Ede::new(Ede::OTHER, "resolution lost")),
             },
@@ -238,7 +287,7 @@ impl Inner {
             // RFC 8767: the authorities failed us; the stale answer, said so.
             (ResponseCode::ServFail, Some(s)) => {
                 tracing::debug!(name = %ctx.qname, qtype = %ctx.qtype, reason = ?answer.ede, "serving stale");
-                let mut a = to_answer(s);
+                let mut a = to_answer(s, ctx);
                 a.ede = Some(Ede::new(
                     Ede::STALE_ANSWER,
                     answer.ede.map(|e| e.text).unwrap_or_default(),
@@ -304,11 +353,32 @@ impl Inner {
     }
 }
 
-fn to_answer(u: Upstreamed) -> Answer {
+/// What the client gets of `u`: bogus data only with CD set, else SERVFAIL
+/// with the reason (RFC 4035 §3.2.2, §5.5; RFC 8914); AD on secure data for
+/// a client that set DO or AD (RFC 6840 §5.7); RRSIG, NSEC and NSEC3 only
+/// for DO (RFC 4035 §3.2.1), unless they are what was asked.
+fn to_answer(u: Upstreamed, ctx: &QueryCtx) -> Answer {
+    if let Some(e) = &u.bogus {
+        if !ctx.meta.checking_disabled {
+            return Answer::servfail(e.clone());
+        }
+    }
     let mut a = Answer::rcode(u.rcode);
-    a.authentic_data = u.authentic;
-    a.answers = u.answers;
-    a.authorities = u.authorities;
+    a.authentic_data =
+        u.authentic && u.bogus.is_none() && (ctx.dnssec_ok || ctx.meta.authentic_data);
+    let dnssec = |r: &Record| {
+        matches!(
+            r.record_type(),
+            RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
+        )
+    };
+    let keep = |r: &Record| ctx.dnssec_ok || !dnssec(r) || r.record_type() == ctx.qtype;
+    a.answers = u.answers.into_iter().filter(keep).collect();
+    a.authorities = u
+        .authorities
+        .into_iter()
+        .filter(|r| ctx.dnssec_ok || !dnssec(r))
+        .collect();
     if a.rcode == ResponseCode::ServFail {
         a.ede = Some(Ede::new(Ede::OTHER, "upstream answered SERVFAIL"));
     }

@@ -44,6 +44,7 @@ impl Upstream for Script {
                 )],
                 authorities: vec![],
                 authentic: false,
+                bogus: None,
             });
         }
         let soa = SOA::new(n("ns.example."), n("h.example."), 1, 1, 1, 1, 60);
@@ -52,6 +53,7 @@ impl Upstream for Script {
             answers: vec![],
             authorities: vec![Record::from_rdata(n("example."), 300, RData::SOA(soa))],
             authentic: false,
+            bogus: None,
         })
     }
 }

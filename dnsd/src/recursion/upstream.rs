@@ -77,26 +77,29 @@ impl Forward {
 /// port, connected to the server (the kernel drops datagrams from anyone
 /// else), a random ID, and only a reply with that ID and that question is
 /// taken (RFC 5452 §9.1); a truncated reply is asked again over TCP (RFC
-/// 7766). EDNS0 with a 1232-byte payload (DNS flag day 2020).
+/// 7766). EDNS0 with a 1232-byte payload (DNS flag day 2020); DO set
+/// when validating (RFC 4035 §4.1), so RRSIGs and NSEC/NSEC3 come along.
 pub async fn exchange(
     server: SocketAddr,
     query: &Query,
     rd: bool,
+    dnssec_ok: bool,
     timeout: Duration,
 ) -> Result<Message, UpstreamError> {
-    let m = udp(server, query, rd, timeout).await?;
+    let m = udp(server, query, rd, dnssec_ok, timeout).await?;
     if m.metadata.truncation {
-        return tcp(server, query, rd, timeout).await;
+        return tcp(server, query, rd, dnssec_ok, timeout).await;
     }
     Ok(m)
 }
 
-fn message(query: &Query, id: u16, rd: bool) -> Result<Vec<u8>, UpstreamError> {
+fn message(query: &Query, id: u16, rd: bool, dnssec_ok: bool) -> Result<Vec<u8>, UpstreamError> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = rd;
     m.add_query(query.clone());
     let mut e = Edns::new();
     e.set_max_payload(EDNS_PAYLOAD);
+    e.set_dnssec_ok(dnssec_ok);
     m.set_edns(e);
     m.to_vec().map_err(|e| UpstreamError::Other(e.to_string()))
 }
@@ -115,10 +118,11 @@ async fn udp(
     server: SocketAddr,
     query: &Query,
     rd: bool,
+    dnssec_ok: bool,
     timeout: Duration,
 ) -> Result<Message, UpstreamError> {
     let id: u16 = rand::random();
-    let bytes = message(query, id, rd)?;
+    let bytes = message(query, id, rd, dnssec_ok)?;
     let bind: SocketAddr = match server {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -147,10 +151,11 @@ async fn tcp(
     server: SocketAddr,
     query: &Query,
     rd: bool,
+    dnssec_ok: bool,
     timeout: Duration,
 ) -> Result<Message, UpstreamError> {
     let id: u16 = rand::random();
-    let bytes = message(query, id, rd)?;
+    let bytes = message(query, id, rd, dnssec_ok)?;
     let net = |e: std::io::Error| UpstreamError::Network(format!("{server} tcp: {e}"));
     let work = async {
         let mut s = tokio::net::TcpStream::connect(server).await.map_err(net)?;
@@ -183,7 +188,8 @@ impl Upstream for Forward {
         let mut last = UpstreamError::Other("no forwarders".into());
         for i in 0..self.servers.len() {
             let server = self.servers[(start + i) % self.servers.len()];
-            let reply = exchange(server, query, true, self.timeout).await;
+            // No validation behind forwarders (yet): no DO either.
+            let reply = exchange(server, query, true, false, self.timeout).await;
             match reply {
                 Ok(m)
                     if matches!(
@@ -194,6 +200,7 @@ impl Upstream for Forward {
                     return Ok(Upstreamed {
                         rcode: m.metadata.response_code,
                         authentic: m.metadata.authentic_data,
+                        bogus: None,
                         answers: m.answers,
                         authorities: m.authorities,
                     })
