@@ -777,3 +777,25 @@ fn start_write(
     let (t, outs) = Transfer::write(sink, req.mode, &neg, limits, now);
     Ok((t, outs, path))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_many_sends_a_window_in_one_call_in_order() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let pkts: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
+        assert_eq!(send_many(tx.as_raw_fd(), &refs).unwrap(), 20);
+        assert_eq!(send_many(tx.as_raw_fd(), &refs[..1]).unwrap(), 1);
+        let mut buf = [0u8; 512];
+        for p in pkts.iter().chain(&pkts[..1]) {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &p[..]);
+        }
+    }
+}
