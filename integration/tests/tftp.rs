@@ -398,22 +398,25 @@ fn twenty_concurrent_transfers() {
 }
 
 /// Drop, once, the server's DATA packet for `block` (nftables in the server's
-/// namespace: `quota until` lets the first match through to `drop` and no
-/// later one, so the retransmission passes). `tc netem` would drop at
-/// random; this kernel has no netem qdisc, and a fixed block is what the
-/// test needs anyway.
+/// namespace: `quota until 2000 bytes` lets the first 1,500-byte match on to
+/// `drop` and no later one, so the retransmission passes). `tc netem` would
+/// drop at random; this kernel has no netem qdisc, and a fixed block is what
+/// the test needs anyway.
 fn drop_data_once(lab: &Lab, block: u16) {
     require_tools("nftables", &["nft"]);
-    lab.srv.sh("nft flush ruleset");
-    let rule = format!(
-        "table inet lossy {{ chain out {{ type filter hook output priority 0; \
-         udp sport != 69 @th,64,16 3 @th,80,16 {block} quota until 100 bytes counter drop; }} }}"
-    );
-    let o = lab.srv.cmd("nft").arg(&rule).output().expect("run nft");
-    assert!(o.status.success(), "nft: {}", text(&o));
+    lab.srv.sh(&format!(
+        "nft flush ruleset && nft -f - <<'EOF'
+table inet lossy {{
+  chain out {{
+    type filter hook output priority 0;
+    udp sport != 69 @th,64,16 3 @th,80,16 {block} quota until 2000 bytes counter drop
+  }}
+}}
+EOF"
+    ));
 }
 
-/// How many packets the drop rule dropped.
+/// The ruleset as nft lists it, with the drop rule's counter.
 fn dropped(lab: &Lab) -> String {
     lab.srv.sh("nft list ruleset")
 }
