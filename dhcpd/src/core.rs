@@ -531,7 +531,8 @@ fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
 }
 
 /// The client's name for itself: option 12, else the first label of the
-/// FQDN option 81 (RFC 4702), cleaned to a DNS label (RFC 1123 §2.1).
+/// FQDN option 81 (RFC 4702), cleaned to the DNS label dnsd will publish
+/// it under (`labnet_store::clean_label`, the same rule as `lease_label`).
 pub fn client_hostname(req: &Message) -> Option<String> {
     let raw = match req.opts().get(OptionCode::Hostname) {
         Some(DhcpOption::Hostname(h)) => h.clone(),
@@ -544,19 +545,7 @@ pub fn client_hostname(req: &Message) -> Option<String> {
             _ => return None,
         },
     };
-    let first = raw.split('.').next().unwrap_or("");
-    let clean: String = first
-        .chars()
-        .filter_map(|c| match c {
-            'a'..='z' | '0'..='9' | '-' => Some(c),
-            'A'..='Z' => Some(c.to_ascii_lowercase()),
-            '_' | ' ' => Some('-'),
-            _ => None,
-        })
-        .take(63)
-        .collect();
-    let clean = clean.trim_matches('-').to_owned();
-    (!clean.is_empty()).then_some(clean)
+    labnet_store::clean_label(&raw)
 }
 
 /// At most `per_second` packets per second per hardware address; a flood

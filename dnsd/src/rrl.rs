@@ -270,7 +270,7 @@ mod tests {
         let m = reply("again.lab.test.", ResponseCode::NXDomain, 0);
         assert_eq!(r.check(&m, c, t0), Verdict::Drop);
         // The same /56 shares it.
-        let near: IpAddr = "2001:db8:1:2ff:3::1".parse().expect("ip");
+        let near: IpAddr = "2001:db8:1:ff::1".parse().expect("ip");
         assert_eq!(r.check(&m, near, t0), Verdict::Drop);
     }
 

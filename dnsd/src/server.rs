@@ -4,14 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use labnet_config::Config;
-use labnet_store::{unix_now, watch, Store, StoreError, Topic, Watch};
+use labnet_store::{unix_now, watch, Current, Store, StoreError, Topic, Watch};
 use nix::errno::Errno;
 use nix::sys::socket::{recvmmsg, sendmmsg, sendto, MsgFlags, MultiHeaders, SockaddrStorage};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -49,47 +48,8 @@ const MAX_PENDING: usize = 4096;
 /// How long shutdown waits for tasks to drain.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// The current view, swapped whole on reload. Readers keep their own `Arc`
-/// and only take the lock when `version` has moved.
-pub struct Shared {
-    current: RwLock<Arc<View>>,
-    version: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(view: View) -> Shared {
-        Shared {
-            current: RwLock::new(Arc::new(view)),
-            version: AtomicU64::new(1),
-        }
-    }
-
-    pub fn load(&self) -> (u64, Arc<View>) {
-        let v = self.version.load(Ordering::Acquire);
-        let view = match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        (v, view)
-    }
-
-    fn store(&self, view: View) -> Arc<View> {
-        let new = Arc::new(view);
-        let old = match self.current.write() {
-            Ok(mut g) => std::mem::replace(&mut *g, new),
-            Err(p) => std::mem::replace(&mut *p.into_inner(), new),
-        };
-        self.version.fetch_add(1, Ordering::AcqRel);
-        old
-    }
-
-    /// Reload our cached view if a newer one exists.
-    fn refresh(&self, cached: &mut (u64, Arc<View>)) {
-        if self.version.load(Ordering::Acquire) != cached.0 {
-            *cached = self.load();
-        }
-    }
-}
+/// The current view, swapped whole on reload.
+type Shared = Current<View>;
 
 /// labnet-dnsd with its config and store; [`Server::run`] serves until
 /// `shutdown`.
@@ -378,7 +338,7 @@ async fn reload_loop(
         match reloader.rebuild().await {
             Ok(view) => {
                 let new = serials(&view);
-                let old = shared.store(view);
+                let old = shared.replace(view);
                 let old = serials(&old);
                 for (zone, serial) in &new {
                     if old.get(zone) != Some(serial) {

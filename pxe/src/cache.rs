@@ -1,10 +1,10 @@
 //! [`BootFiles`]: the profile book kept fresh from the store, for dhcpd's
 //! decisions and tftpd's generated files.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use labnet_config::PxeConfig;
-use labnet_store::{Store, Topic};
+use labnet_store::{Current, Store, Topic};
 
 use crate::{
     decide, generated_file, BootDecision, BootRequest, GeneratedPath, ProfileBook, PxeError,
@@ -24,7 +24,7 @@ type Seen = (i64, i64);
 pub struct BootFiles {
     store: Arc<dyn Store>,
     cfg: PxeConfig,
-    book: RwLock<Arc<ProfileBook>>,
+    book: Current<ProfileBook>,
     /// Also serialises reloads, so a burst of requests loads once.
     seen: tokio::sync::Mutex<Option<Seen>>,
 }
@@ -35,7 +35,7 @@ impl BootFiles {
         let files = BootFiles {
             store,
             cfg,
-            book: RwLock::new(Arc::new(ProfileBook::default())),
+            book: Current::new(ProfileBook::default()),
             seen: tokio::sync::Mutex::new(None),
         };
         files.refresh().await?;
@@ -48,12 +48,7 @@ impl BootFiles {
 
     /// The book as last loaded; no I/O.
     pub fn current(&self) -> Arc<ProfileBook> {
-        match self.book.read() {
-            Ok(b) => b.clone(),
-            // A panic while holding the lock only ever happened around a
-            // pointer swap; the value is whole.
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.book.get()
     }
 
     /// Reload the book if the store changed since it was loaded.
@@ -68,12 +63,12 @@ impl BootFiles {
         if *seen == Some(now) {
             return Ok(self.current());
         }
-        let book = Arc::new(ProfileBook::new(
+        let book = ProfileBook::new(
             self.store.profiles().await?,
             &self.store.reservations().await?,
             &self.store.host_profiles().await?,
             self.cfg.default_profile.clone(),
-        ));
+        );
         if let Some(name) = &self.cfg.default_profile {
             if book.default_profile().is_none() {
                 tracing::warn!(profile = %name, "[pxe] default_profile is not in the store (labnetctl profiles add)");
@@ -84,12 +79,9 @@ impl BootFiles {
             reservations_gen = now.1,
             "boot profiles loaded"
         );
-        match self.book.write() {
-            Ok(mut b) => *b = book.clone(),
-            Err(poisoned) => *poisoned.into_inner() = book.clone(),
-        }
+        self.book.replace(book);
         *seen = Some(now);
-        Ok(book)
+        Ok(self.book.get())
     }
 
     /// Refresh whenever the store's watcher says profiles or reservations

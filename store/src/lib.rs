@@ -45,13 +45,14 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use leases::{Lease, LeaseState, LeaseStore};
 pub use names::{
-    admin_names, fqdn, lease_label, lease_names, synthesized_ns, LeaseName, NameRefusal,
+    admin_names, clean_label, fqdn, lease_label, lease_names, synthesized_ns, LeaseName,
+    NameRefusal,
 };
 pub use postgres::PgStore;
 pub use profiles::{Assignment, BootProfile, HostProfile, ProfileStore};
 pub use reservations::{Reservation, ReservationKey, ReservationStore};
 pub use sqlite::SqliteStore;
-pub use watch::{watch, Watch};
+pub use watch::{watch, Current, Watch};
 pub use zones::{serial_newer, NewRecord, Zone, ZoneRecord, ZoneStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

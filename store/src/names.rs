@@ -70,6 +70,27 @@ pub fn lease_label(hostname: &str) -> Option<String> {
     ok.then_some(label)
 }
 
+/// A usable label made from what a client sent (option 12 or the first
+/// label of option 81): lowercased, `_` and spaces turned into hyphens,
+/// other characters dropped, at most 63 octets, no leading or trailing
+/// hyphen. What it returns always passes [`lease_label`]: one rule, two
+/// directions (dhcpd cleans what it stores, dnsd and labnetctl check what
+/// they publish or accept).
+pub fn clean_label(raw: &str) -> Option<String> {
+    let first = raw.split('.').next().unwrap_or("");
+    let clean: String = first
+        .chars()
+        .filter_map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' => Some(c),
+            'A'..='Z' => Some(c.to_ascii_lowercase()),
+            '_' | ' ' => Some('-'),
+            _ => None,
+        })
+        .take(63)
+        .collect();
+    lease_label(clean.trim_matches('-'))
+}
+
 /// `name` lowercased with exactly one trailing dot.
 pub fn fqdn(name: &str) -> String {
     let mut s = name.trim_end_matches('.').to_ascii_lowercase();
@@ -164,6 +185,27 @@ pub fn lease_names(
 mod tests {
     use super::*;
     use crate::{LeaseState, ReservationKey};
+
+    #[test]
+    fn a_cleaned_label_is_always_a_lease_label() {
+        for (raw, want) in [
+            ("My_Host", Some("my-host")),
+            ("web.example.com", Some("web")),
+            ("-edge-", Some("edge")),
+            ("été", Some("t")),
+            ("__", None),
+            ("", None),
+        ] {
+            assert_eq!(clean_label(raw).as_deref(), want, "{raw:?}");
+        }
+        let long = "a".repeat(80);
+        assert_eq!(clean_label(&long).map(|l| l.len()), Some(63));
+        for raw in ["a b", "x_-_y", "UPPER", "-", "a.b", "ü-ä"] {
+            if let Some(l) = clean_label(raw) {
+                assert_eq!(lease_label(&l).as_deref(), Some(l.as_str()), "{raw:?}");
+            }
+        }
+    }
 
     fn lease(ip: [u8; 4], mac: &str, host: &str, starts: i64) -> Lease {
         Lease {

@@ -109,3 +109,57 @@ impl Watch {
         }
     }
 }
+
+/// What a daemon built from the store (dnsd's view, the PXE profile book),
+/// swapped whole when its [`Watch`] reports a change: a reload never makes
+/// a reader wait, and a reader on a hot path keeps its own `Arc` with the
+/// version it saw ([`Current::load`]) and only takes the lock when the
+/// version moved ([`Current::refresh`]).
+pub struct Current<T> {
+    value: std::sync::RwLock<Arc<T>>,
+    version: std::sync::atomic::AtomicU64,
+}
+
+impl<T> Current<T> {
+    pub fn new(value: T) -> Current<T> {
+        Current {
+            value: std::sync::RwLock::new(Arc::new(value)),
+            version: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The value now.
+    pub fn get(&self) -> Arc<T> {
+        match self.value.read() {
+            Ok(g) => g.clone(),
+            // Poisoned only by a panic around a pointer swap: the value is
+            // whole either way.
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The value now, with its version for [`Current::refresh`].
+    pub fn load(&self) -> (u64, Arc<T>) {
+        let v = self.version.load(std::sync::atomic::Ordering::Acquire);
+        (v, self.get())
+    }
+
+    /// Put `value` in place; returns the one it replaced.
+    pub fn replace(&self, value: T) -> Arc<T> {
+        let new = Arc::new(value);
+        let old = match self.value.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, new),
+            Err(p) => std::mem::replace(&mut *p.into_inner(), new),
+        };
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        old
+    }
+
+    /// Bring a reader's `cached` copy up to date if a newer value exists.
+    pub fn refresh(&self, cached: &mut (u64, Arc<T>)) {
+        if self.version.load(std::sync::atomic::Ordering::Acquire) != cached.0 {
+            *cached = self.load();
+        }
+    }
+}
