@@ -158,6 +158,8 @@ struct RawTftp {
         deserialize_with = "spanned_duration"
     )]
     max_transfer_time: Spanned<Duration>,
+    #[serde(default = "default_tftp_file_cache_size")]
+    file_cache_size: Spanned<ByteSize>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +263,10 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
     }
+}
+
+fn default_tftp_file_cache_size() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(256 << 20))
 }
 
 fn default_cache_size() -> Spanned<ByteSize> {
@@ -941,6 +947,14 @@ impl RawTftp {
                 "must be within 10s..=24h",
             ));
         }
+        let file_cache_size = self.file_cache_size.get_ref().0;
+        if file_cache_size > 16 << 30 {
+            return Err(ctx.invalid(
+                self.file_cache_size.span(),
+                "tftp.file_cache_size",
+                "must be at most 16 GiB (0 turns the cache off)",
+            ));
+        }
         Ok(TftpConfig {
             listen: self.listen.into_inner(),
             root: self.root.into_inner(),
@@ -960,6 +974,7 @@ impl RawTftp {
             retries: self.retries,
             max_stall: stall,
             max_transfer_time: life,
+            file_cache_size,
         })
     }
 }

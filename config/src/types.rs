@@ -163,6 +163,9 @@ pub struct TftpConfig {
     pub max_stall: Duration,
     /// No transfer lives longer than this.
     pub max_transfer_time: Duration,
+    /// Bytes of files kept in memory and shared by transfers (files up to
+    /// half of it); 0 streams every file from disk.
+    pub file_cache_size: u64,
 }
 
 /// `[pxe]`: what DHCP tells a network-booting client.

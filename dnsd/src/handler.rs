@@ -69,6 +69,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The reply cache's table (see [`View`]).
+type FastMap = HashMap<Box<[u8]>, Box<[u8]>, foldhash::fast::RandomState>;
+
 /// Everything the core reads: the zones, the ACLs and the reply cache.
 #[derive(Debug, Default)]
 pub struct View {
@@ -81,7 +84,10 @@ pub struct View {
     /// clear. Only answers that do not depend on the client fill it: the
     /// local zones' answers, built with the view (a GSLB answer, or a
     /// recursive one, which only some clients may see, never goes here).
-    fast: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// foldhash rather than SipHash: one lookup per query, and the keys come
+    /// from the zones, not from clients, so flooding the table is not a risk
+    /// (a client's key is only looked up); the seed is random per process.
+    fast: FastMap,
 }
 
 impl View {
@@ -92,7 +98,7 @@ impl View {
             catalog,
             acl,
             recursion_allowed: Vec::new(),
-            fast: HashMap::new(),
+            fast: FastMap::default(),
         };
         view.fast = view.prebuild();
         view
@@ -113,8 +119,8 @@ impl View {
         self.recursion_allowed.iter().any(|n| n.contains(&ip))
     }
 
-    fn prebuild(&self) -> HashMap<Box<[u8]>, Box<[u8]>> {
-        let mut fast = HashMap::new();
+    fn prebuild(&self) -> FastMap {
+        let mut fast = FastMap::default();
         for zone in self.catalog.zones.values() {
             for (name, node) in &zone.nodes {
                 let mut types: Vec<RecordType> = node.rrsets.iter().map(|s| s.rtype).collect();

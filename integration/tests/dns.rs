@@ -718,6 +718,65 @@ fn idle_tcp_connections_from_one_host_leave_others_served() {
     let _ = hog.wait();
 }
 
+/// Issue 11: the UDP loop takes up to 32 datagrams per `recvmmsg` and sends
+/// the replies with one `sendmmsg`. 500 queries wait in the socket while the
+/// daemon is stopped (SIGSTOP), so that, once it runs again (SIGCONT), it
+/// meets a backlog of many batches at once: every query must be answered,
+/// each with its own answer (dnsperf matches replies to queries by ID).
+#[test]
+fn udp_burst_larger_than_a_batch_is_fully_answered() {
+    require_tools("dnsperf", &["dnsperf"]);
+    // Response rate limiting (200 identical answers a second) is not what
+    // this test is about: off, so every query must get its answer.
+    let lab = Lab::new("dnsburst", "rate_limit = 0", "");
+    let names = [
+        "web.lab.test A",
+        "web.lab.test AAAA",
+        "mail.lab.test A",
+        "txt.lab.test TXT",
+        "WWW.Lab.Test CNAME",
+        "lab.test MX",
+    ];
+    let list: String = (0..500)
+        .map(|i| format!("{}\n", names[i % names.len()]))
+        .collect();
+    let queries = write_file(lab.dir.path(), "burst.txt", &list);
+    let pid = lab.dnsd.as_ref().expect("dnsd").child.id().to_string();
+    run(Command::new("kill").args(["-STOP", &pid]));
+    let perf = lab
+        .ns
+        .cmd("dnsperf")
+        .args(["-s", "127.0.0.1", "-n", "1", "-q", "1000", "-t", "10", "-d"])
+        .arg(&queries)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dnsperf");
+    // dnsperf sends its 500 queries in a few milliseconds; give it ample
+    // time, so that they all wait in the stopped daemon's socket.
+    std::thread::sleep(Duration::from_millis(1500));
+    run(Command::new("kill").args(["-CONT", &pid]));
+    let out = perf.wait_with_output().expect("dnsperf");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "dnsperf failed: {text}");
+    assert!(
+        text.contains("Queries sent:         500"),
+        "not all sent: {text}"
+    );
+    assert!(
+        text.contains("Queries completed:    500 (100.00%)"),
+        "not all answered: {text}\n{}",
+        lab.log()
+    );
+    assert!(text.contains("Queries lost:         0"), "{text}");
+    assert!(
+        text.contains("NOERROR 500 (100.00%)"),
+        "every answer NOERROR: {text}"
+    );
+    // Still serving one query at a time afterwards.
+    assert_eq!(lab.answer(53, "web.lab.test A").len(), 1);
+}
+
 /// Sends `count` UDP queries for NAME/TYPE from SRC as fast as it can (a
 /// flood: AXFR too, which must be refused), then waits a second for
 /// stragglers; prints `sent= full= tc= refused=` (replies by kind).

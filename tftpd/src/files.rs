@@ -8,7 +8,7 @@
 //! leads out); the file is opened without following a final symlink and
 //! without blocking (a FIFO cannot hang us), and must be a regular file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -64,8 +64,9 @@ pub fn normalize(name: &str, root: &Path) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-/// Open `rel` (normalised) under the canonical `root` for reading.
-pub fn open_read(root: &Path, rel: &str) -> Result<(File, u64)> {
+/// Open `rel` (normalised) under the canonical `root` for reading. Returns
+/// the file, its metadata and its canonical path (the file cache's key).
+pub fn open_read(root: &Path, rel: &str) -> Result<(File, Metadata, PathBuf)> {
     let joined = root.join(rel);
     let canon = match joined.canonicalize() {
         Ok(p) => p,
@@ -83,7 +84,7 @@ pub fn open_read(root: &Path, rel: &str) -> Result<(File, u64)> {
     if !md.is_file() {
         return Err(Error::Access("not a regular file"));
     }
-    Ok((f, md.len()))
+    Ok((f, md, canon))
 }
 
 /// Create `rel` (normalised) under the canonical `dir` for an upload: the
@@ -154,8 +155,8 @@ mod tests {
         std::os::unix::fs::symlink(d.path().join("secret"), root.join("out")).unwrap();
         std::os::unix::fs::symlink("sub/f", root.join("in")).unwrap();
         let root = root.canonicalize().unwrap();
-        assert_eq!(open_read(&root, "sub/f").unwrap().1, 2);
-        assert_eq!(open_read(&root, "in").unwrap().1, 2);
+        assert_eq!(open_read(&root, "sub/f").unwrap().1.len(), 2);
+        assert_eq!(open_read(&root, "in").unwrap().1.len(), 2);
         assert_eq!(
             open_read(&root, "out").unwrap_err().tftp_code(),
             ErrorCode::AccessViolation

@@ -11,13 +11,18 @@
 //! 2. A task is spawned for the transfer with its own socket, bound to the
 //!    local IP the request arrived on, port 0, and connected to the client.
 //! 3. The name is normalised and confined ([`files`]): generated files
-//!    ([`VirtualFiles`]) are asked first, then the disk under the root.
+//!    ([`VirtualFiles`]) are asked first, then the disk under the root; a
+//!    file small enough is read once into memory and shared by every
+//!    transfer of it ([`cache`]).
 //! 4. Options are negotiated ([`transfer::negotiate`]): blksize capped by the
 //!    config and the interface MTU ([`mtu`]), windowsize capped, timeout,
 //!    tsize.
 //! 5. The sans-IO state machine [`transfer::Transfer`] decides every packet:
 //!    the task feeds it ACKs (`on_packet`) and deadlines (`on_timeout`) and
-//!    sends what it returns, until it reports `Out::Done`. One info line per
+//!    sends what it returns, until it reports `Out::Done`: a lockstep
+//!    transfer on a blocking thread of its own (a send and a receive per
+//!    block, no reactor round trip), a windowed one as a task that sends the
+//!    whole window in one `sendmmsg`. One info line per
 //!    finished transfer; per-packet detail at debug; counters in [`metrics`].
 //!
 //! A write request is refused with ERROR 2 unless `upload_dir` is set; then
@@ -29,6 +34,7 @@
 /// What `labnet-tftpd --help` and its man page say the daemon is.
 pub const ABOUT: &str = "labnet's TFTP server";
 
+pub mod cache;
 pub mod error;
 pub mod files;
 pub mod metrics;

@@ -6,23 +6,39 @@
 //! the client, so replies come from the address the client sent to and the
 //! kernel drops datagrams from any other TID. With a wildcard listener
 //! (`0.0.0.0:69`, `[::]:69`) the kernel picks the source by route instead.
+//!
+//! Per block, the kernel is most of the cost (a send, a receive, a wake-up),
+//! so the loops are built to make fewer calls:
+//! - A lockstep transfer (windowsize 1, and every upload) runs on a blocking
+//!   thread of its own while fewer than [`BLOCKING_TRANSFERS`] do: a blocking
+//!   `send` then a blocking `recv` per block, where a tokio task pays a
+//!   failed `recv`, an `epoll_wait` and a task wake-up besides (tftpd-hpa's
+//!   process per transfer does the same). Past that cap a transfer runs as a
+//!   task, so a flood of clients cannot create threads without bound.
+//! - A window of DATA goes out in one `sendmmsg` call (nix's safe wrapper;
+//!   `unsafe` is denied here), not one `send` per block.
+//! - Files small enough come from the shared in-memory copy ([`FileCache`]).
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, BufWriter, Cursor, Read, Write};
+use std::io::{self, BufReader, BufWriter, Cursor, IoSlice, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use labnet_config::TftpConfig;
+use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::cache::FileCache;
 use crate::error::{Error, Result};
 use crate::files::{self, VirtualFiles, VIRTUAL_FILE_TIMEOUT};
 use crate::mtu;
@@ -39,6 +55,14 @@ const MIN_READ_AHEAD: usize = 16 * 1024;
 const MEMORY_BUDGET: usize = 128 << 20;
 /// How long shutdown waits for transfers to send their final ERROR.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Lockstep transfers that may run on blocking threads at once; more run
+/// as tasks (see the module doc).
+pub const BLOCKING_TRANSFERS: usize = 16;
+/// How long a blocking transfer's `recv` waits before it looks at its
+/// deadline and at shutdown: a retransmission is at most this late.
+const BLOCKING_POLL: Duration = Duration::from_millis(50);
+/// Most packets handed to one `sendmmsg` (the kernel's own cap is 1024).
+const MAX_BATCH: usize = 256;
 
 struct Shared {
     cfg: TftpConfig,
@@ -49,6 +73,10 @@ struct Shared {
     per_client: Mutex<HashMap<IpAddr, usize>>,
     /// Bytes of window and read-ahead granted to running transfers.
     memory: Arc<AtomicUsize>,
+    /// Files read once and shared.
+    cache: FileCache,
+    /// Slots for lockstep transfers on blocking threads.
+    blocking: Arc<Semaphore>,
 }
 
 /// Memory granted to one transfer; returned to the budget when dropped.
@@ -195,6 +223,8 @@ impl Server {
                 permits: Arc::new(Semaphore::new(cfg.max_transfers)),
                 per_client: Mutex::new(HashMap::new()),
                 memory: Arc::new(AtomicUsize::new(0)),
+                cache: FileCache::new(cfg.file_cache_size),
+                blocking: Arc::new(Semaphore::new(BLOCKING_TRANSFERS)),
             }),
         })
     }
@@ -388,7 +418,38 @@ async fn transfer_task(
     let blksize = t.blksize();
     memory.shrink_to(t.window_bytes() + read_ahead);
     crate::metrics::started();
-    let outcome = drive(&mut t, &sock, outs, &shutdown).await;
+    let thread = match t.windowsize() {
+        1 => shared.blocking.clone().try_acquire_owned().ok(),
+        _ => None,
+    };
+    let outcome = match thread {
+        Some(permit) => {
+            let std_sock = match sock.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot take the transfer socket");
+                    return;
+                }
+            };
+            let sd = shutdown.clone();
+            let run = tokio::task::spawn_blocking(move || {
+                let outcome = drive_blocking(&mut t, &std_sock, outs, &sd);
+                drop(permit);
+                (t, outcome)
+            });
+            match run.await {
+                Ok((back, outcome)) => {
+                    t = back;
+                    outcome
+                }
+                Err(e) => {
+                    warn!(error = %e, "transfer thread failed");
+                    return;
+                }
+            }
+        }
+        None => drive(&mut t, &sock, outs, &shutdown).await,
+    };
     let st = t.stats();
     crate::metrics::finished(req.write, &outcome, st, started.elapsed());
     let ms = started.elapsed().as_millis() as u64;
@@ -437,12 +498,29 @@ async fn drive(
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
+    let fd = sock.as_raw_fd();
     loop {
-        for o in outs.drain(..) {
-            let r = match o {
-                Out::Send(p) => sock.send(&p).await,
-                Out::Data(slot) => sock.send(t.data(slot)).await,
-                Out::Done(outcome) => return outcome,
+        for b in batches(t, &outs) {
+            let r = match b {
+                Batch::Data(pkts) => {
+                    let mut sent = 0;
+                    let mut r = Ok(());
+                    while sent < pkts.len() {
+                        match sock
+                            .async_io(Interest::WRITABLE, || send_many(fd, &pkts[sent..]))
+                            .await
+                        {
+                            Ok(n) => sent += n,
+                            Err(e) => {
+                                r = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    r
+                }
+                Batch::One(p) => sock.send(p).await.map(drop),
+                Batch::Done(outcome) => return outcome,
             };
             if let Err(e) = r {
                 if e.kind() == io::ErrorKind::ConnectionRefused {
@@ -452,6 +530,7 @@ async fn drive(
                 debug!(error = %e, "send failed");
             }
         }
+        outs.clear();
         // The deadline moves forward with every ACK. Re-arming the timer for
         // each packet costs more than a spurious wake-up, so only re-arm
         // when the deadline comes earlier than the armed one, or after the
@@ -497,6 +576,141 @@ async fn drive(
     }
 }
 
+/// What one send call takes: a run of DATA (a window), one other packet,
+/// or the end of the transfer.
+enum Batch<'t> {
+    Data(Vec<&'t [u8]>),
+    One(&'t [u8]),
+    Done(Outcome),
+}
+
+/// `outs` grouped into send calls, in order.
+fn batches<'t>(t: &'t Transfer, outs: &'t [Out]) -> Vec<Batch<'t>> {
+    let mut v: Vec<Batch<'t>> = Vec::new();
+    for o in outs {
+        match o {
+            Out::Data(slot) => match v.last_mut() {
+                Some(Batch::Data(run)) => run.push(t.data(*slot)),
+                _ => v.push(Batch::Data(vec![t.data(*slot)])),
+            },
+            Out::Send(p) => v.push(Batch::One(p)),
+            Out::Done(outcome) => {
+                v.push(Batch::Done(outcome.clone()));
+                break;
+            }
+        }
+    }
+    v
+}
+
+/// Send `pkts` on the connected socket `fd` in one `sendmmsg` call; returns
+/// how many went out (fewer when the socket buffer filled; `WouldBlock` when
+/// none did).
+fn send_many(fd: RawFd, pkts: &[&[u8]]) -> io::Result<usize> {
+    match pkts {
+        [] => return Ok(0),
+        // One packet: a plain send costs the same and builds no headers.
+        [p] => {
+            return nix::sys::socket::send(fd, p, MsgFlags::empty())
+                .map(|_| 1)
+                .map_err(io::Error::from)
+        }
+        _ => {}
+    }
+    let n = pkts.len().min(MAX_BATCH);
+    let iovs: Vec<[IoSlice<'_>; 1]> = pkts[..n].iter().map(|p| [IoSlice::new(p)]).collect();
+    // Connected socket: no address per message.
+    let addrs = vec![None::<()>; n];
+    let mut headers = MultiHeaders::<()>::preallocate(n, None);
+    let sent = sendmmsg(fd, &mut headers, &iovs, &addrs, [], MsgFlags::empty())?;
+    Ok(sent.count())
+}
+
+/// [`drive`] on a blocking thread (see the module doc): the same state
+/// machine, blocking calls instead of the reactor. `recv` waits at most
+/// [`BLOCKING_POLL`] so the deadline and shutdown are looked at in time.
+fn drive_blocking(
+    t: &mut Transfer,
+    sock: &std::net::UdpSocket,
+    mut outs: Vec<Out>,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    if let Err(e) = sock
+        .set_nonblocking(false)
+        .and_then(|()| sock.set_read_timeout(Some(BLOCKING_POLL)))
+    {
+        return Outcome::Local(format!("socket setup: {e}"));
+    }
+    let fd = sock.as_raw_fd();
+    let mut buf = vec![0u8; (t.blksize() + 5).max(1024)];
+    loop {
+        for b in batches(t, &outs) {
+            let r = match b {
+                Batch::Data(pkts) => {
+                    // A blocking socket: sendmmsg comes back short only on
+                    // an error, which the next call then reports.
+                    let mut sent = 0;
+                    let mut r = Ok(());
+                    while sent < pkts.len() {
+                        match send_many(fd, &pkts[sent..]) {
+                            Ok(n) => sent += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                r = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    r
+                }
+                Batch::One(p) => sock.send(p).map(drop),
+                Batch::Done(outcome) => return outcome,
+            };
+            if let Err(e) = r {
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    return Outcome::Local("client port unreachable".into());
+                }
+                debug!(error = %e, "send failed");
+            }
+        }
+        outs.clear();
+        if shutdown.is_cancelled() {
+            let _ = sock.send(&packet::encode_error(
+                ErrorCode::NotDefined,
+                "server shutting down",
+            ));
+            return Outcome::Local("server shutting down".into());
+        }
+        match sock.recv(&mut buf) {
+            Ok(n) => match Packet::decode(&buf[..n]) {
+                Ok(p) => {
+                    debug!(packet = ?PacketSummary(&p), "received");
+                    outs = t.on_packet(&p, Instant::now());
+                }
+                Err(e) => debug!(error = %e, "malformed packet ignored"),
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Outcome::Local("client port unreachable".into());
+            }
+            Err(e) => debug!(error = %e, "recv failed"),
+        }
+        let now = Instant::now();
+        if outs.is_empty() && t.deadline().is_some_and(|d| d <= now) {
+            outs = t.on_timeout(now);
+            if !outs.is_empty() {
+                debug!("timeout: retransmitting");
+            }
+        }
+    }
+}
+
 /// Short debug form of a packet (no payload bytes).
 struct PacketSummary<'a, 'b>(&'a Packet<'b>);
 
@@ -535,8 +749,15 @@ async fn start_read(
             (Box::new(Cursor::new(bytes)), len)
         }
         None => {
-            let (f, len) = files::open_read(&shared.root, &rel)?;
-            (Box::new(BufReader::with_capacity(read_ahead, f)), len)
+            let (f, md, path) = files::open_read(&shared.root, &rel)?;
+            match shared.cache.get(&path, &f, &md) {
+                Some(bytes) => {
+                    let bytes = bytes?;
+                    let len = bytes.len() as u64;
+                    (Box::new(Cursor::new(bytes)), len)
+                }
+                None => (Box::new(BufReader::with_capacity(read_ahead, f)), md.len()),
+            }
         }
     };
     let (source, size): (Box<dyn Read + Send>, Option<u64>) = match req.mode {
@@ -566,4 +787,26 @@ fn start_write(
     let neg = transfer::negotiate(req, limits, None);
     let (t, outs) = Transfer::write(sink, req.mode, &neg, limits, now);
     Ok((t, outs, path))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_many_sends_a_window_in_one_call_in_order() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let pkts: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        let refs: Vec<&[u8]> = pkts.iter().map(Vec::as_slice).collect();
+        assert_eq!(send_many(tx.as_raw_fd(), &refs).unwrap(), 20);
+        assert_eq!(send_many(tx.as_raw_fd(), &refs[..1]).unwrap(), 1);
+        let mut buf = [0u8; 512];
+        for p in pkts.iter().chain(&pkts[..1]) {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &p[..]);
+        }
+    }
 }

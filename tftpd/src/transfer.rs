@@ -323,6 +323,14 @@ impl Transfer {
         self.blksize
     }
 
+    /// Blocks sent before an ACK is awaited (1: lockstep, and every write).
+    pub fn windowsize(&self) -> usize {
+        match &self.kind {
+            Kind::Read(r) => r.windowsize,
+            Kind::Write(_) => 1,
+        }
+    }
+
     /// Bytes this transfer holds for its window (what it costs the
     /// server's memory budget besides the read-ahead).
     pub fn window_bytes(&self) -> usize {

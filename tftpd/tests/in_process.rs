@@ -28,6 +28,7 @@ fn config(root: &Path, listen: &str, per_client: usize) -> TftpConfig {
         retries: 2,
         max_stall: Duration::from_secs(30),
         max_transfer_time: Duration::from_secs(600),
+        file_cache_size: 64 << 20,
     }
 }
 
