@@ -170,7 +170,10 @@ struct RawHttp {
     url: Option<Spanned<String>>,
     #[serde(default = "default_http_max_connections")]
     max_connections: Spanned<usize>,
-    #[serde(default = "default_http_timeout", deserialize_with = "spanned_duration")]
+    #[serde(
+        default = "default_http_timeout",
+        deserialize_with = "spanned_duration"
+    )]
     timeout: Spanned<Duration>,
     #[serde(
         default = "default_http_max_connection_time",

@@ -266,10 +266,15 @@ fn generated_scripts_point_at_http_and_metrics_count() {
     );
     assert!(text.starts_with("#!ipxe\n"), "{text}");
     assert!(
-        text.contains(&format!("kernel {URL}/vmlinuz initrd=initrd.img console=ttyS0\n")),
+        text.contains(&format!(
+            "kernel {URL}/vmlinuz initrd=initrd.img console=ttyS0\n"
+        )),
         "{text}"
     );
-    assert!(text.contains(&format!("initrd {URL}/initrd.img\n")), "{text}");
+    assert!(
+        text.contains(&format!("initrd {URL}/initrd.img\n")),
+        "{text}"
+    );
     // HEAD on a generated file: its length, no body.
     let (code, h, out) = lab.fetch(&["--head"], "/boot-01-52-54-00-00-00-01.ipxe");
     assert_eq!(code, 200);

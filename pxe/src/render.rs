@@ -21,7 +21,11 @@
 //!
 //! pxelinux.0 is expected at the TFTP root (its `pxelinux.cfg/` is looked up
 //! next to it). Profile paths are relative to the root; the iPXE scripts
-//! climb back to it when `ipxe_script` sits in a subdirectory.
+//! climb back to it when `ipxe_script` sits in a subdirectory. With `[http]`
+//! (`PxeConfig::http_base`) the iPXE scripts name kernel and initrd by
+//! absolute `http://` URL instead, so they load over HTTP however the
+//! script itself arrived; pxelinux configs stay TFTP (pxelinux.0 has no
+//! HTTP client).
 
 use labnet_config::PxeConfig;
 use labnet_store::BootProfile;
@@ -344,11 +348,13 @@ mod tests {
             http_base: Some("http://10.77.0.1:8080".into()),
             ..cfg()
         };
-        let host = generated_file(&book(), &c, "ipxe/boot-01-52-54-00-00-00-02.ipxe")
-            .expect("host");
+        let host =
+            generated_file(&book(), &c, "ipxe/boot-01-52-54-00-00-00-02.ipxe").expect("host");
         let host = String::from_utf8(host).expect("utf8");
         assert!(
-            host.contains("kernel http://10.77.0.1:8080/vmlinuz initrd=initrd.img console=ttyS0 a\n"),
+            host.contains(
+                "kernel http://10.77.0.1:8080/vmlinuz initrd=initrd.img console=ttyS0 a\n"
+            ),
             "{host}"
         );
         assert!(
