@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Wall time of one BIOS PXE boot in QEMU (TCG, Debian's iPXE NIC ROM ->
-# pxelinux -> kernel + busybox initramfs), served either by labnet
-# (labnet-dhcpd + labnet-tftpd) or by dnsmasq, the same way: seconds from
-# starting QEMU to the guest printing LABNET-BOOT-OK.
+# Wall time of one BIOS PXE boot in QEMU (TCG, Debian's iPXE NIC ROM), from
+# starting QEMU to the guest printing LABNET-BOOT-OK, served by:
 #
-# Usage: scripts/pxe-boot-time.sh labnet|dnsmasq [RUNS]
+#   labnet       labnet-dhcpd + labnet-tftpd: pxelinux, kernel + initrd over TFTP
+#   labnet-http  the same daemons with [http]: the ROM gets labnet's generated
+#                iPXE script (TFTP), which loads kernel + initrd over HTTP
+#   dnsmasq      dnsmasq: pxelinux, kernel + initrd over TFTP
+#
+# The same kernel and busybox initramfs (scripts/pxe-assets.sh) each time.
+#
+# Usage: scripts/pxe-boot-time.sh labnet|labnet-http|dnsmasq [RUNS]
 # Needs root. labnet binaries: $LABNET_BIN_DIR, else target/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-server=${1:?usage: pxe-boot-time.sh labnet|dnsmasq [RUNS]}
+server=${1:?usage: pxe-boot-time.sh labnet|labnet-http|dnsmasq [RUNS]}
 runs=${2:-1}
 [ "$(id -u)" = 0 ] || { echo "pxe-boot-time: run as root" >&2; exit 1; }
 bindir=${LABNET_BIN_DIR:-$PWD/target/release}
@@ -36,7 +41,16 @@ ip -n "$ns" link set tap0 master br0
 ip -n "$ns" link set tap0 up
 
 case $server in
-  labnet)
+  labnet|labnet-http)
+    if [ "$server" = labnet-http ]; then
+      # An iPXE loader for BIOS: a client already running iPXE (Debian's
+      # NIC ROM) then gets its generated script instead of pxelinux.
+      http=$'[http]\nlisten = ["10.77.0.1:80"]'
+      bios='bios_boot_file = "undionly.kpxe"'
+    else
+      http=
+      bios=
+    fi
     cat > "$work/labnet.toml" <<EOF
 [store]
 url = "sqlite://$work/labnet.db"
@@ -50,9 +64,11 @@ lease_time = "1h"
 [tftp]
 listen = ["10.77.0.1:69"]
 root = "$root"
+$http
 [pxe]
 tftp_server = "10.77.0.1"
 default_profile = "bench"
+$bios
 EOF
     "$bindir/labnetctl" -c "$work/labnet.toml" profiles add bench --kernel vmlinuz \
       --initrd initrd.img --cmdline "$cmdline" >/dev/null
@@ -72,7 +88,7 @@ EOF
       --enable-tftp --tftp-root="$work/tftp" 2>"$work/dnsmasq.log" &
     pids+=($!)
     ;;
-  *) echo "pxe-boot-time: server is labnet or dnsmasq" >&2; exit 2 ;;
+  *) echo "pxe-boot-time: server is labnet, labnet-http or dnsmasq" >&2; exit 2 ;;
 esac
 sleep 1
 

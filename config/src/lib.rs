@@ -62,6 +62,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub dhcp: Option<DhcpConfig>,
     pub tftp: Option<TftpConfig>,
+    pub http: Option<HttpConfig>,
     pub pxe: Option<PxeConfig>,
     pub dns: Option<DnsConfig>,
     pub metrics: Option<MetricsConfig>,

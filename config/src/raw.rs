@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     store: RawStore,
     dhcp: Option<RawDhcp>,
     tftp: Option<RawTftp>,
+    http: Option<RawHttp>,
     pxe: Option<RawPxe>,
     dns: Option<RawDns>,
     metrics: Option<RawMetrics>,
@@ -160,6 +161,27 @@ struct RawTftp {
     max_transfer_time: Spanned<Duration>,
     #[serde(default = "default_tftp_file_cache_size")]
     file_cache_size: Spanned<ByteSize>,
+}
+
+/// `[http]`: the TFTP root (and the generated PXE files) over HTTP, served
+/// by labnet-tftpd beside TFTP.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Spanned<Vec<SocketAddr>>,
+    url: Option<Spanned<String>>,
+    #[serde(default = "default_http_max_connections")]
+    max_connections: Spanned<usize>,
+    #[serde(
+        default = "default_http_timeout",
+        deserialize_with = "spanned_duration"
+    )]
+    timeout: Spanned<Duration>,
+    #[serde(
+        default = "default_http_max_connection_time",
+        deserialize_with = "spanned_duration"
+    )]
+    max_connection_time: Spanned<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +470,15 @@ fn default_tftp_max_stall() -> Spanned<Duration> {
 fn default_tftp_max_transfer_time() -> Spanned<Duration> {
     Spanned::new(0..0, Duration::from_secs(600))
 }
+fn default_http_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 256)
+}
+fn default_http_timeout() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(10))
+}
+fn default_http_max_connection_time() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(600))
+}
 fn default_bios_boot_file() -> String {
     "pxelinux.0".into()
 }
@@ -486,6 +517,9 @@ impl RawConfig {
             self.tftp
                 .as_ref()
                 .map(|t| (t.listen.get_ref(), "a tftp.listen address")),
+            self.http
+                .as_ref()
+                .map(|h| (h.listen.get_ref(), "an http.listen address")),
             self.dns
                 .as_ref()
                 .map(|d| (d.listen.get_ref(), "a dns.listen address")),
@@ -512,6 +546,24 @@ impl RawConfig {
                 lines.insert("tftp.upload_dir", ctx.line_of(u.span().start));
             }
         }
+        let http = match self.http {
+            Some(h) => {
+                // The HTTP server is labnet-tftpd's: it serves the TFTP root.
+                if self.tftp.is_none() {
+                    return Err(ctx.invalid(
+                        h.listen.span(),
+                        "http.listen",
+                        "[http] serves the [tftp] root: add a [tftp] section",
+                    ));
+                }
+                Some(h.validate(ctx, self.pxe.as_ref().map(|p| p.tftp_server))?)
+            }
+            None => None,
+        };
+        let mut pxe = self.pxe.map(|p| p.validate(ctx)).transpose()?;
+        if let (Some(p), Some(h)) = (pxe.as_mut(), http.as_ref()) {
+            p.http_base = Some(h.url.clone());
+        }
         Ok(Config {
             lines,
             path: ctx.path.to_owned(),
@@ -520,7 +572,8 @@ impl RawConfig {
             },
             dhcp: self.dhcp.map(|d| d.validate(ctx, &own)).transpose()?,
             tftp: self.tftp.map(|t| t.validate(ctx)).transpose()?,
-            pxe: self.pxe.map(|p| p.validate(ctx)).transpose()?,
+            http,
+            pxe,
             dns: self.dns.map(|d| d.validate(ctx)).transpose()?,
             metrics: self.metrics.map(|m| m.validate(ctx)).transpose()?,
         })
@@ -979,6 +1032,93 @@ impl RawTftp {
     }
 }
 
+impl RawHttp {
+    /// `tftp_server`: `[pxe] tftp_server`, the address clients are told
+    /// when every listen address is a wildcard and `url` is not set.
+    fn validate(
+        self,
+        ctx: &Ctx<'_>,
+        tftp_server: Option<Ipv4Addr>,
+    ) -> Result<HttpConfig, ConfigError> {
+        let listen = self.listen.get_ref();
+        let Some(first) = listen.first() else {
+            return Err(ctx.invalid(
+                self.listen.span(),
+                "http.listen",
+                "name at least one address:port",
+            ));
+        };
+        no_duplicates(ctx, &self.listen, "http.listen")?;
+        if *self.max_connections.get_ref() == 0 {
+            return Err(ctx.invalid(
+                self.max_connections.span(),
+                "http.max_connections",
+                "must be at least 1",
+            ));
+        }
+        let url = match &self.url {
+            Some(u) => {
+                let text = u.get_ref().trim_end_matches('/');
+                // Loaders (iPXE, UEFI HTTP boot) are handed `<url>/<path>`;
+                // TLS would need certificates they trust, so plain http only.
+                let rest = text.strip_prefix("http://").unwrap_or_default();
+                if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
+                    return Err(ctx.invalid(
+                        u.span(),
+                        "http.url",
+                        "must be http://HOST[:PORT] (no path): what loaders are told to fetch from",
+                    ));
+                }
+                text.to_owned()
+            }
+            None => {
+                let ip = listen
+                    .iter()
+                    .find(|a| !a.ip().is_unspecified())
+                    .map(|a| (a.ip(), a.port()))
+                    .or_else(|| tftp_server.map(|t| (t.into(), first.port())));
+                let Some((ip, port)) = ip else {
+                    return Err(ctx.invalid(
+                        self.listen.span(),
+                        "http.listen",
+                        "every address is a wildcard: set http.url to the address clients reach",
+                    ));
+                };
+                let host = match ip {
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                if port == 80 {
+                    format!("http://{host}")
+                } else {
+                    format!("http://{host}:{port}")
+                }
+            }
+        };
+        Ok(HttpConfig {
+            listen: self.listen.into_inner(),
+            url,
+            max_connections: self.max_connections.into_inner(),
+            // Slow-header clients hold a connection slot; loaders send
+            // their request at once.
+            timeout: in_range(
+                ctx,
+                &self.timeout,
+                "http.timeout",
+                Duration::from_secs(1),
+                Duration::from_secs(300),
+            )?,
+            max_connection_time: in_range(
+                ctx,
+                &self.max_connection_time,
+                "http.max_connection_time",
+                Duration::from_secs(10),
+                Duration::from_secs(86_400),
+            )?,
+        })
+    }
+}
+
 impl RawPxe {
     fn validate(self, ctx: &Ctx<'_>) -> Result<PxeConfig, ConfigError> {
         if let Some(u) = &self.http_boot_url {
@@ -999,6 +1139,8 @@ impl RawPxe {
             ipxe_script: self.ipxe_script,
             default_profile: self.default_profile,
             http_boot_url: self.http_boot_url.map(Spanned::into_inner),
+            // Filled in from [http] by RawConfig::validate.
+            http_base: None,
         })
     }
 }

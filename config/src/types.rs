@@ -168,6 +168,24 @@ pub struct TftpConfig {
     pub file_cache_size: u64,
 }
 
+/// `[http]`: labnet-tftpd also serves the TFTP root and the generated PXE
+/// files over HTTP (iPXE and UEFI HTTP boot fetch kernels many times faster
+/// than over TFTP).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: Vec<SocketAddr>,
+    /// `http://HOST[:PORT]`, no trailing `/`: the base of the URLs loaders
+    /// are given. Defaults to the first non-wildcard `listen` address.
+    pub url: String,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (also the
+    /// idle time allowed between requests on a kept-alive connection).
+    pub timeout: Duration,
+    /// No connection lives longer than this.
+    pub max_connection_time: Duration,
+}
+
 /// `[pxe]`: what DHCP tells a network-booting client.
 #[derive(Debug, Clone)]
 pub struct PxeConfig {
@@ -188,6 +206,10 @@ pub struct PxeConfig {
     /// Boot file URI for UEFI HTTP boot clients (vendor class `HTTPClient`,
     /// arch 16); without it they are not offered a boot file.
     pub http_boot_url: Option<String>,
+    /// `[http] url` when `[http]` is set: generated iPXE scripts fetch the
+    /// kernel and initrd from there, and UEFI HTTP boot clients without
+    /// `http_boot_url` get `<http_base>/<uefi loader>`.
+    pub http_base: Option<String>,
 }
 
 /// `[dns]`: the DNS server.

@@ -16,6 +16,10 @@
 //! guests; a VM that has not printed its marker within [`BOOT_TIMEOUT`] is
 //! killed and its test fails with the serial log and the daemons' logs.
 //!
+//! With `[http]` (issue 10, Boot), iPXE fetches kernel and initrd over
+//! HTTP from labnet-tftpd, and OVMF's own UEFI HTTP boot client (option 60
+//! `HTTPClient`, a URL in option 67) loads ipxe.efi over HTTP.
+//!
 //! Needs root (namespaces, tap devices, port 67) and the Debian packages
 //! qemu-system-x86, ipxe-qemu, ovmf (and what pxe-assets.sh installs).
 
@@ -170,6 +174,11 @@ impl Lab {
     /// `profiles`: boot profiles to create before the daemons start (the
     /// first is `[pxe] default_profile`; none: no default profile).
     fn start(tag: &str, profiles: &[&str]) -> Lab {
+        Lab::start_with(tag, profiles, "")
+    }
+
+    /// Like [`Lab::start`], with `extra` appended to the config (sections).
+    fn start_with(tag: &str, profiles: &[&str], extra: &str) -> Lab {
         require_qemu();
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dnsmasq_root(dir.path());
@@ -206,6 +215,8 @@ bios_boot_file = "pxelinux.0"
 uefi_boot_file = "ipxe.efi"
 ipxe_script = "boot.ipxe"
 {default}
+
+{extra}
 "#,
                 db = dir.path().join("labnet.db").display(),
                 root = root.display(),
@@ -291,6 +302,25 @@ ipxe_script = "boot.ipxe"
             Firmware::Bios => {
                 cmd.args(["-device", &nic]);
             }
+            Firmware::UefiHttp => {
+                let vars = self.dir.path().join(format!("vars-{tap}.fd"));
+                std::fs::copy(OVMF_VARS, &vars).expect("copy OVMF vars");
+                cmd.args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+                    "-drive",
+                    &format!("if=pflash,format=raw,file={}", vars.display()),
+                    // OVMF's own network stack (no iPXE ROM), with its PXE
+                    // boot options switched off (OvmfPkg RUNTIME_CONFIG.md),
+                    // so the first network boot option is HTTP over IPv4.
+                    "-fw_cfg",
+                    "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                    "-fw_cfg",
+                    "name=opt/org.tianocore/IPv6PXESupport,string=no",
+                    "-device",
+                    &format!("{nic},romfile="),
+                ]);
+            }
             Firmware::Uefi { own_pxe } => {
                 let vars = self.dir.path().join(format!("vars-{tap}.fd"));
                 std::fs::copy(OVMF_VARS, &vars).expect("copy OVMF vars");
@@ -333,6 +363,21 @@ ipxe_script = "boot.ipxe"
         )
     }
 
+    /// GETs of `/file` over HTTP answered 200 or 206, in tftpd's log.
+    fn http_gets_of(&self, file: &str) -> usize {
+        let path = format!("path=\"/{file}\"");
+        self.tftpd
+            .log_text()
+            .lines()
+            .filter(|l| {
+                l.contains("http request")
+                    && l.contains("method=GET")
+                    && l.contains(&path)
+                    && (l.contains("status=200") || l.contains("status=206"))
+            })
+            .count()
+    }
+
     /// Completed transfers of `file` in tftpd's log.
     fn transfers_of(&self, file: &str) -> usize {
         let quoted = format!("\"{file}\"");
@@ -350,6 +395,8 @@ enum Firmware {
     Bios,
     /// OVMF, with the iPXE NIC ROM or (own_pxe) the firmware's own client.
     Uefi { own_pxe: bool },
+    /// OVMF's own UEFI HTTP boot client (PXE switched off).
+    UefiHttp,
 }
 
 struct Vm {
@@ -563,4 +610,52 @@ fn two_hosts_boot_their_own_profiles() {
     );
     // Sanity: the binaries under test are labnet's.
     assert!(bin("labnet-dhcpd").exists() && bin("labnet-tftpd").exists());
+}
+
+/// `[http]` on the bridge address, port 80: what the HTTP tests add.
+const HTTP: &str = "[http]\nlisten = [\"10.77.0.1:80\"]\n";
+
+/// (6) `[http]` set: the host's generated iPXE script (fetched over TFTP by
+/// the iPXE ROM) loads kernel and initrd over HTTP, not TFTP.
+#[test]
+fn uefi_ipxe_fetches_kernel_and_initrd_over_http() {
+    let mut lab = Lab::start_with("pxehttp", &["rescue"], HTTP);
+    let mut vm = lab.vm("52:54:00:77:06:01", Firmware::Uefi { own_pxe: false });
+    let (cmdline, took) = vm.wait_boot(&lab);
+    eprintln!(
+        "UEFI (iPXE ROM) boot, kernel and initrd over HTTP: {:.1} s",
+        took.as_secs_f64()
+    );
+    assert_profile(&cmdline, "rescue");
+    assert_eq!(
+        lab.transfers_of("boot-01-52-54-00-77-06-01.ipxe"),
+        1,
+        "{}",
+        lab.logs()
+    );
+    assert!(lab.http_gets_of("vmlinuz") >= 1, "{}", lab.logs());
+    assert!(lab.http_gets_of("initrd.img") >= 1, "{}", lab.logs());
+    assert_eq!(lab.transfers_of("vmlinuz"), 0, "{}", lab.logs());
+    assert_eq!(lab.transfers_of("initrd.img"), 0, "{}", lab.logs());
+}
+
+/// (7) UEFI HTTP boot by the firmware itself (UEFI spec 2.x §24.7): OVMF
+/// asks with option 60 `HTTPClient:Arch:00016`, gets `HTTPClient` back and
+/// `http://10.77.0.1/ipxe.efi` in option 67, loads it over HTTP; ipxe.efi
+/// then boots the host's profile with kernel and initrd over HTTP. Nothing
+/// is loaded over TFTP but the script.
+#[test]
+fn uefi_firmware_http_boot() {
+    let mut lab = Lab::start_with("pxeuhttp", &["rescue"], HTTP);
+    let mut vm = lab.vm("52:54:00:77:07:01", Firmware::UefiHttp);
+    let (cmdline, took) = vm.wait_boot(&lab);
+    eprintln!(
+        "UEFI HTTP boot (OVMF -> http ipxe.efi -> script): {:.1} s",
+        took.as_secs_f64()
+    );
+    assert_profile(&cmdline, "rescue");
+    assert_eq!(lab.http_gets_of("ipxe.efi"), 1, "{}", lab.logs());
+    assert_eq!(lab.transfers_of("ipxe.efi"), 0, "{}", lab.logs());
+    assert!(lab.http_gets_of("vmlinuz") >= 1, "{}", lab.logs());
+    assert!(lab.http_gets_of("initrd.img") >= 1, "{}", lab.logs());
 }

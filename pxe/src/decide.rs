@@ -9,7 +9,7 @@
 //! | `PXEClient`                          | 6 IA32 UEFI     | IA32 UEFI loader              |
 //! | `PXEClient`                          | 7, 9, 16 x64 UEFI | x64 UEFI loader             |
 //! | `PXEClient`                          | other           | nothing                       |
-//! | `HTTPClient`                         | any             | `http_boot_url`, if set       |
+//! | `HTTPClient`                         | any             | `http_boot_url`, else `<[http] url>/<arch loader>` |
 //! | anything else                        | —               | nothing (not a boot client)   |
 //!
 //! The loader comes from the host's profile when it overrides the arch's
@@ -220,7 +220,19 @@ pub fn decide(
             },
         },
         ClientClass::Pxe => (loader(arch, cfg, profile)?.to_owned(), BootFileKind::Loader),
-        ClientClass::Http => (cfg.http_boot_url.clone()?, BootFileKind::HttpUri),
+        // UEFI spec 2.x §24.7.2: the boot file is a URI. Without one
+        // configured, the x64 loader from labnet's own HTTP server.
+        ClientClass::Http => {
+            let uri = match (&cfg.http_boot_url, &cfg.http_base) {
+                (Some(u), _) => u.clone(),
+                (None, Some(base)) => {
+                    let l = loader(arch, cfg, profile)?;
+                    format!("{base}/{}", l.trim_start_matches('/'))
+                }
+                (None, None) => return None,
+            };
+            (uri, BootFileKind::HttpUri)
+        }
     };
     // Only UEFI HTTP clients need their class echoed (UEFI spec §24.7.2:
     // offers without option 60 "HTTPClient" are ignored). A PXE client must
@@ -431,5 +443,14 @@ mod tests {
         assert_eq!(d.boot_file, "http://10.77.0.1/ipxe.efi");
         assert_eq!(d.kind, BootFileKind::HttpUri);
         assert_eq!(d.vendor_class, Some("HTTPClient"));
+        // Without a URL but with labnet's own HTTP server: the arch's loader
+        // from there.
+        let c = PxeConfig {
+            http_base: Some("http://10.77.0.1:8080".into()),
+            ..cfg()
+        };
+        let d = decide(&http, &c, MAC, None).expect("decision");
+        assert_eq!(d.boot_file, "http://10.77.0.1:8080/ipxe.efi");
+        assert_eq!(d.kind, BootFileKind::HttpUri);
     }
 }

@@ -21,7 +21,11 @@
 //!
 //! pxelinux.0 is expected at the TFTP root (its `pxelinux.cfg/` is looked up
 //! next to it). Profile paths are relative to the root; the iPXE scripts
-//! climb back to it when `ipxe_script` sits in a subdirectory.
+//! climb back to it when `ipxe_script` sits in a subdirectory. With `[http]`
+//! (`PxeConfig::http_base`) the iPXE scripts name kernel and initrd by
+//! absolute `http://` URL instead, so they load over HTTP however the
+//! script itself arrived; pxelinux configs stay TFTP (pxelinux.0 has no
+//! HTTP client).
 
 use labnet_config::PxeConfig;
 use labnet_store::BootProfile;
@@ -158,12 +162,20 @@ pub fn pxelinux_config(p: &BootProfile) -> String {
     s
 }
 
-/// The iPXE script that boots `p`, to be served at `script_path`.
-pub fn ipxe_host_script(p: &BootProfile, script_path: &str) -> String {
-    // Relative URIs resolve against the script's own URI: climb back to the
-    // TFTP root, where profile paths start.
-    let depth = script_path.trim_start_matches('/').matches('/').count();
-    let up = "../".repeat(depth);
+/// The iPXE script that boots `p`, to be served at `script_path`. With
+/// `http_base` (`[http] url`), kernel and initrd are fetched over HTTP from
+/// there, whichever protocol brought the script.
+pub fn ipxe_host_script(p: &BootProfile, script_path: &str, http_base: Option<&str>) -> String {
+    let up = match http_base {
+        // Profile paths are relative to the root, which HTTP serves at `/`.
+        Some(base) => format!("{base}/"),
+        None => {
+            // Relative URIs resolve against the script's own URI: climb
+            // back to the TFTP root, where profile paths start.
+            let depth = script_path.trim_start_matches('/').matches('/').count();
+            "../".repeat(depth)
+        }
+    };
     let mut kernel_line = format!("kernel {up}{}", p.kernel);
     if let Some(initrd) = &p.initrd {
         // iPXE's EFI build hands the initrd to the kernel's EFI stub only
@@ -200,7 +212,7 @@ pub fn generated_file(book: &ProfileBook, cfg: &PxeConfig, path: &str) -> Option
         return None;
     }
     let text = match &which {
-        GeneratedPath::IpxeHost(_) => ipxe_host_script(profile, path),
+        GeneratedPath::IpxeHost(_) => ipxe_host_script(profile, path, cfg.http_base.as_deref()),
         _ => pxelinux_config(profile),
     };
     Some(text.into_bytes())
@@ -327,6 +339,28 @@ mod tests {
         assert!(host.contains("initrd ../initrd.img\n"), "{host}");
         assert!(generated_file(&b, &c, "ipxe/boot.ipxe").is_none());
         assert!(generated_file(&b, &c, "boot-01-52-54-00-00-00-02.ipxe").is_none());
+    }
+
+    #[test]
+    fn with_http_the_script_fetches_over_http() {
+        let c = PxeConfig {
+            ipxe_script: "ipxe/boot.ipxe".into(),
+            http_base: Some("http://10.77.0.1:8080".into()),
+            ..cfg()
+        };
+        let host =
+            generated_file(&book(), &c, "ipxe/boot-01-52-54-00-00-00-02.ipxe").expect("host");
+        let host = String::from_utf8(host).expect("utf8");
+        assert!(
+            host.contains(
+                "kernel http://10.77.0.1:8080/vmlinuz initrd=initrd.img console=ttyS0 a\n"
+            ),
+            "{host}"
+        );
+        assert!(
+            host.contains("initrd http://10.77.0.1:8080/initrd.img\n"),
+            "{host}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub fn cfg() -> PxeConfig {
         ipxe_script: "boot.ipxe".into(),
         default_profile: Some("rescue".into()),
         http_boot_url: None,
+        http_base: None,
     }
 }
 

@@ -28,6 +28,10 @@
 //! A write request is refused with ERROR 2 unless `upload_dir` is set; then
 //! it is received (lockstep) into a new file there, never overwriting.
 //!
+//! With `[http]`, [`http`] serves the same root and the same generated
+//! files over HTTP (GET, HEAD, ranges) from the same process, for iPXE and
+//! UEFI HTTP boot.
+//!
 //! [`run`] and [`run_with_files`] tie it together; `main.rs` only adds
 //! flags, tracing, signals and sd_notify.
 
@@ -37,6 +41,7 @@ pub const ABOUT: &str = "labnet's TFTP server";
 pub mod cache;
 pub mod error;
 pub mod files;
+pub mod http;
 pub mod metrics;
 pub mod mtu;
 pub mod packet;

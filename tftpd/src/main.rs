@@ -41,12 +41,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // [http]: the same root and the same generated files over HTTP.
+    let http = config
+        .http
+        .as_ref()
+        .map(|h| labnet_tftpd::http::HttpServer::bind(h, &tftp.root, files.clone()))
+        .transpose()?;
     let server = labnet_tftpd::Server::bind(tftp, files)?;
     // Generated files follow the store on their own: SIGHUP has nothing to reload.
     labnet_daemon::serve_metrics(&config, NAME, labnet_tftpd::metrics::describe)?;
     let shutdown = labnet_daemon::stop_on_signals(None)?;
     labnet_daemon::ready();
-    server.serve(shutdown).await?;
+    let http = async {
+        match http {
+            Some(h) => h.serve(shutdown.clone()).await,
+            None => Ok(()),
+        }
+    };
+    let (tftp, http) = tokio::join!(server.serve(shutdown.clone()), http);
+    tftp?;
+    http?;
     labnet_daemon::stopping();
     Ok(())
 }

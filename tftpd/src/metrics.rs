@@ -12,6 +12,12 @@
 //! - `labnet_tftp_errors_total{reason}`: requests answered with an ERROR
 //!   before any transfer (file not found, access violation, busy, ...).
 //! - `labnet_tftp_transfer_seconds{direction}`: how long complete transfers took.
+//! - `labnet_http_requests_total{method, status}`: HTTP responses (`[http]`),
+//!   by method (`GET`, `HEAD`, `other`) and status code.
+//! - `labnet_http_response_bytes_total`: body bytes of GET responses, as
+//!   announced in their Content-Length (a client that hangs up early
+//!   receives fewer).
+//! - `labnet_http_connections_active`: HTTP connections open now.
 
 use std::time::Duration;
 
@@ -26,6 +32,9 @@ const BYTES: &str = "labnet_tftp_bytes_total";
 const RETRANSMITS: &str = "labnet_tftp_retransmits_total";
 const ERRORS: &str = "labnet_tftp_errors_total";
 const SECONDS: &str = "labnet_tftp_transfer_seconds";
+const HTTP_REQUESTS: &str = "labnet_http_requests_total";
+const HTTP_BYTES: &str = "labnet_http_response_bytes_total";
+const HTTP_CONNECTIONS: &str = "labnet_http_connections_active";
 
 /// HELP lines for the exporter; call once at start.
 pub fn describe() {
@@ -46,6 +55,13 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Duration of complete transfers"
     );
+    describe_counter!(HTTP_REQUESTS, "HTTP responses, by method and status");
+    describe_counter!(
+        HTTP_BYTES,
+        metrics::Unit::Bytes,
+        "Body bytes of HTTP GET responses (Content-Length)"
+    );
+    describe_gauge!(HTTP_CONNECTIONS, "HTTP connections open now");
 }
 
 fn direction(write: bool) -> &'static str {
@@ -101,4 +117,20 @@ pub fn refused(code: ErrorCode) {
 /// `malformed`).
 pub fn refused_because(reason: &'static str) {
     counter!(ERRORS, "reason" => reason).increment(1);
+}
+
+/// An HTTP connection opened (`true`) or closed.
+pub fn http_connection(open: bool) {
+    gauge!(HTTP_CONNECTIONS).increment(if open { 1.0 } else { -1.0 });
+}
+
+/// An HTTP response was sent with `status`, announcing `bytes` of body.
+pub fn http_response(method: &str, status: u16, bytes: u64) {
+    let method = match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        _ => "other",
+    };
+    counter!(HTTP_REQUESTS, "method" => method, "status" => status.to_string()).increment(1);
+    counter!(HTTP_BYTES).increment(bytes);
 }
