@@ -17,6 +17,8 @@ PACKAGES=(
   bind9-dnsutils dnsperf nsd knot
   # the recursion tests: a peer resolver, drop rules for silent servers, a misbehaving server
   unbound nftables python3-dnspython
+  # GSLB: real ISP prefix lists (IPFire location DB, offline) for `labnetctl gslb isp import`
+  location libloc-database
   # TFTP clients; curl also scrapes the metrics endpoints
   tftp-hpa atftp curl
   # promtool, which checks the metrics text (its server is disabled below)

@@ -7,6 +7,7 @@
 //! so nothing here signals them.
 
 mod checks;
+mod gslb;
 mod leases;
 mod profiles;
 mod records;
@@ -50,6 +51,9 @@ enum Cmd {
     /// DNS records, one at a time, in the zone that encloses each name.
     #[command(subcommand)]
     Records(records::Cmd),
+    /// GSLB: ISP and region maps, regions, pools, members (labnet-dnsd).
+    #[command(subcommand)]
+    Gslb(gslb::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -97,5 +101,6 @@ async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
         Cmd::Zones(c) => zones::run(c, store.as_ref()).await,
         Cmd::Records(c) => records::run(c, store.as_ref()).await,
+        Cmd::Gslb(c) => gslb::run(c, store.as_ref(), config).await,
     }
 }

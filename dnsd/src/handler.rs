@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, Res
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
 
+use crate::gslb::GslbTable;
 use crate::pipeline::Pipeline;
 use crate::query::{encode, QueryCtx};
 use crate::zone::Catalog;
@@ -82,6 +84,8 @@ pub struct View {
     /// local zones' answers, built with the view (a GSLB answer, or a
     /// recursive one, which only some clients may see, never goes here).
     fast: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// GSLB pools and maps (their names are in `catalog.gslb_names`).
+    pub gslb: Arc<GslbTable>,
 }
 
 impl View {
@@ -93,8 +97,17 @@ impl View {
             acl,
             recursion_allowed: Vec::new(),
             fast: HashMap::new(),
+            gslb: Arc::default(),
         };
         view.fast = view.prebuild();
+        view
+    }
+
+    /// A view over `catalog` whose GSLB names are `gslb`'s.
+    pub fn with_gslb(mut catalog: Catalog, acl: TransferAcl, gslb: Arc<GslbTable>) -> View {
+        catalog.gslb_names = Arc::new(gslb.names().cloned().collect());
+        let mut view = View::new(catalog, acl);
+        view.gslb = gslb;
         view
     }
 
