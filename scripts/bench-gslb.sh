@@ -14,6 +14,8 @@ cat > "$d/labnet.toml" <<TOML
 url = "sqlite://$d/labnet.db"
 [dns]
 listen = ["${BENCH_ADDR:?}:${BENCH_PORT:?}"]
+# dnsperf from one address is the whole point here: no response rate limiting.
+rate_limit = 0
 TOML
 ctl zones import "${BENCH_ZONE_FILE:?}" --origin "${BENCH_ZONE:?}"
 for f in "$g"/isp-*.txt; do

@@ -204,6 +204,10 @@ struct RawDns {
     secondaries: Vec<SocketAddr>,
     #[serde(default)]
     allow_transfer: Vec<IpNet>,
+    #[serde(default = "default_rate_limit")]
+    rate_limit: u32,
+    #[serde(default = "default_rate_limit_slip")]
+    rate_limit_slip: Spanned<u32>,
     gslb: Option<RawGslb>,
 }
 
@@ -288,6 +292,16 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 fn default_cache_size() -> Spanned<ByteSize> {
     Spanned::new(0..0, ByteSize(64 << 20))
+}
+
+/// NSD's default (`rrl-ratelimit: 200`).
+fn default_rate_limit() -> u32 {
+    200
+}
+
+/// NSD's and Knot's default: every second limited answer goes out truncated.
+fn default_rate_limit_slip() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
 }
 
 fn default_max_ttl() -> Spanned<u32> {
@@ -1084,6 +1098,14 @@ impl RawDns {
         if *self.max_ttl.get_ref() < self.min_ttl {
             return Err(ctx.invalid(self.max_ttl.span(), "dns.max_ttl", "below dns.min_ttl"));
         }
+        if *self.rate_limit_slip.get_ref() > 10 {
+            // Past 10 a limited client waits too long for its TC=1 hint.
+            return Err(ctx.invalid(
+                self.rate_limit_slip.span(),
+                "dns.rate_limit_slip",
+                "0 (drop every limited answer) to 10",
+            ));
+        }
         let gslb = match self.gslb {
             Some(g) => g.validate(ctx)?,
             None => GslbConfig::default(),
@@ -1104,6 +1126,8 @@ impl RawDns {
             lease_ttl: self.lease_ttl,
             secondaries: self.secondaries,
             allow_transfer: self.allow_transfer,
+            rate_limit: self.rate_limit,
+            rate_limit_slip: self.rate_limit_slip.into_inner(),
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The validated configuration the daemons use. Every field here has been
 //! checked; defaults are filled in.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -219,6 +219,12 @@ pub struct DnsConfig {
     pub secondaries: Vec<SocketAddr>,
     /// Extra sources allowed AXFR (besides the secondaries).
     pub allow_transfer: Vec<IpNet>,
+    /// Response rate limiting over UDP: identical answers per second to one
+    /// client prefix (/24, /56) outside `recursion_allowed`; 0 turns it off.
+    pub rate_limit: u32,
+    /// Every n-th answer over the limit goes out truncated (TC=1) so a real
+    /// client retries over TCP; the others are dropped. 0: drop them all.
+    pub rate_limit_slip: u32,
     /// `[dns.gslb]`.
     pub gslb: GslbConfig,
 }
@@ -254,13 +260,6 @@ pub struct ForwardZone {
     /// Lowercase, without the trailing dot.
     pub zone: String,
     pub servers: Vec<SocketAddr>,
-}
-
-impl DnsConfig {
-    pub fn transfer_allowed(&self, ip: IpAddr) -> bool {
-        self.secondaries.iter().any(|s| s.ip() == ip)
-            || self.allow_transfer.iter().any(|n| n.contains(&ip))
-    }
 }
 
 /// `[metrics]`: where each daemon serves Prometheus text (`GET /metrics`).

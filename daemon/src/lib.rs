@@ -7,7 +7,12 @@
 //! `sd_notify` says READY once the sockets are bound. With `[metrics.listen]`
 //! naming the daemon, [`serve_metrics`] serves Prometheus text over HTTP
 //! (metrics-exporter-prometheus, on hyper); the daemon libraries only record
-//! through the `metrics` facade.
+//! through the `metrics` facade. [`LogLimit`] bounds the log lines a
+//! packet flood can cause.
+
+mod loglimit;
+
+pub use loglimit::LogLimit;
 
 use std::fmt::Display;
 use std::net::SocketAddr;

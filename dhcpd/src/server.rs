@@ -378,7 +378,12 @@ impl Shared {
         crate::metrics::packet(req.opts().msg_type(), &action);
         match action {
             Action::Silent(Silence::PoolExhausted) => {
-                warn!(xid = req.xid(), interface = %self.ifaces[iface].name, "no free address in the pool");
+                // Once a second is enough to say it; a DISCOVER flood must
+                // not become a log flood (issue 12).
+                static EXHAUSTED: labnet_daemon::LogLimit = labnet_daemon::LogLimit::new(1);
+                if let Some(suppressed) = EXHAUSTED.allow() {
+                    warn!(xid = req.xid(), interface = %self.ifaces[iface].name, suppressed, "no free address in the pool");
+                }
             }
             Action::Silent(why) => debug!(xid = req.xid(), peer = %src, ?why, "no reply"),
             Action::Send(reply) => send(&self.ifaces[iface], &reply).await,

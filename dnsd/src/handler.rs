@@ -426,7 +426,12 @@ fn transfer(
         }
     };
     if transport != Transport::Tcp || !view.acl.allowed(src.ip()) {
-        tracing::info!(peer = %src, zone = %query.name(), "zone transfer refused");
+        // One line per refused packet would be a 4x amplifier into the
+        // journal (issue 12): a few a second, the rest counted.
+        static REFUSED: labnet_daemon::LogLimit = labnet_daemon::LogLimit::new(5);
+        if let Some(suppressed) = REFUSED.allow() {
+            tracing::info!(peer = %src, zone = %query.name(), suppressed, "zone transfer refused");
+        }
         return refuse(ResponseCode::Refused);
     }
     let Some(zone) = view.catalog.zone_at(&query.name().to_lowercase()) else {

@@ -23,6 +23,9 @@
 //!   │ tokio task that sends its reply when the pipeline ends
 //!   ▼
 //! QueryCtx::reply: encode within the client's size (TC if it won't fit)
+//!   │ UDP, client outside recursion_allowed: rrl::Rrl (send / slip TC=1 /
+//!   ▼ drop, per client prefix and answer)
+//! socket
 //! ```
 //!
 //! The core ([`handler`], [`query`], [`pipeline`], [`zone`], [`view`], the
@@ -34,9 +37,9 @@
 //! waits on the store (`Topic::Gslb` rebuilds the GSLB table; member health
 //! is probed by `gslb::health` and read at answer time). When a zone's
 //! serial moves, its secondaries get a NOTIFY (RFC 1996) and may AXFR it
-//! over TCP. [`limits`] holds the TCP
-//! side's caps; the socket loops count every reply by RCODE
-//! ([`metrics`]).
+//! over TCP. [`limits`] holds the TCP side's caps and [`rrl`] the UDP
+//! side's response rate limiting (clients outside `recursion_allowed`); the
+//! socket loops count every reply by RCODE ([`metrics`]).
 
 pub mod gslb;
 pub mod handler;
@@ -45,6 +48,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod recursion;
+pub mod rrl;
 pub mod server;
 pub mod view;
 pub mod zone;

@@ -18,9 +18,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
 
-use crate::handler::View;
+use crate::handler::{Transport, View};
 use crate::query::{Answer, Ede, QueryCtx};
 
 /// A boxed future borrowing the query and the view.
@@ -141,10 +141,23 @@ impl Link for Local {
                         target,
                     }
                 }
-                _ => Flow::Answer(r.into()),
+                _ => Flow::Answer(minimal_any(ctx, r.into())),
             },
             None => Flow::Continue,
         };
         Box::pin(std::future::ready(flow))
     }
+}
+
+/// RFC 8482 §4.1: ANY over UDP gets one RRset of the name, not all of them
+/// (ANY is the classic amplification query). Over TCP the client has proved
+/// its address, so it gets everything (§4.4 leaves that to the server).
+fn minimal_any(ctx: &QueryCtx, mut a: Answer) -> Answer {
+    if ctx.qtype == RecordType::ANY && ctx.transport == Transport::Udp {
+        if let Some(first) = a.answers.first().map(|r| r.record_type()) {
+            a.answers.retain(|r| r.record_type() == first);
+            a.additionals.clear();
+        }
+    }
+    a
 }

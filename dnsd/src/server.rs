@@ -24,6 +24,7 @@ use crate::limits::{TcpAdmit, TcpLimits};
 use crate::metrics::Via;
 use crate::pipeline::{Link, Pipeline};
 use crate::recursion::Recursion;
+use crate::rrl::{Rrl, Verdict};
 use crate::view::{build, LeaseZones, SerialState, Snapshot};
 use crate::DnsError;
 
@@ -204,12 +205,21 @@ impl Server {
             .collect();
 
         let tracker = TaskTracker::new();
+        let rrl = Arc::new(Rrl::new(dns.rate_limit, dns.rate_limit_slip));
+        if rrl.enabled() {
+            tracing::info!(
+                rate = dns.rate_limit,
+                slip = dns.rate_limit_slip,
+                "response rate limiting on for clients outside recursion_allowed"
+            );
+        }
         for sock in udp {
             let ctx = UdpCtx {
                 sock: Arc::new(sock),
                 shared: shared.clone(),
                 pipeline: pipeline.clone(),
                 pending: pending.clone(),
+                rrl: rrl.clone(),
                 runtime: tokio::runtime::Handle::current(),
                 tracker: tracker.clone(),
             };
@@ -496,6 +506,7 @@ struct UdpCtx {
     pipeline: Arc<Pipeline>,
     /// Bounds the client queries waiting on upstream work.
     pending: Arc<Semaphore>,
+    rrl: Arc<Rrl>,
     runtime: tokio::runtime::Handle,
     tracker: TaskTracker,
 }
@@ -527,14 +538,8 @@ fn udp_loop(u: UdpCtx, shutdown: CancellationToken) {
             }
         };
         u.shared.refresh(&mut cached);
-        let reply = match handle(
-            &buf[..n],
-            src,
-            Transport::Udp,
-            &cached.1,
-            &u.pipeline,
-            std::time::Instant::now(),
-        ) {
+        let now = std::time::Instant::now();
+        let reply = match handle(&buf[..n], src, Transport::Udp, &cached.1, &u.pipeline, now) {
             Step::Ready(r) => r,
             Step::Pending(ctx) => {
                 let Ok(permit) = u.pending.clone().try_acquire_owned() else {
@@ -560,6 +565,23 @@ fn udp_loop(u: UdpCtx, shutdown: CancellationToken) {
         };
         match reply {
             Reply::Message(m) => {
+                // Only replies decided here: a pending one is for a client
+                // that may recurse, which RRL spares.
+                let m = if u.rrl.enabled() && !cached.1.may_recurse(src.ip()) {
+                    match u.rrl.check(&m, src.ip(), now) {
+                        Verdict::Send => m,
+                        Verdict::Slip(t) => {
+                            crate::metrics::rate_limited(false);
+                            t
+                        }
+                        Verdict::Drop => {
+                            crate::metrics::rate_limited(true);
+                            continue;
+                        }
+                    }
+                } else {
+                    m
+                };
                 crate::metrics::reply(Via::Udp, &m);
                 if let Err(e) = u.sock.send_to(&m, src) {
                     tracing::debug!(peer = %src, error = %e, "udp send");

@@ -631,3 +631,19 @@ proptest! {
         let _ = handle(&b, src(), Transport::Udp, &v);
     }
 }
+
+/// RFC 8482 §4.1: ANY over UDP is answered with one RRset (it was the
+/// classic amplification query); over TCP with all of them.
+#[test]
+fn any_over_udp_is_one_rrset_and_all_over_tcp() {
+    let v = view();
+    let bytes = q("web.lab.test.", RecordType::ANY).bytes();
+    let udp = ask_on(&v, &bytes, Transport::Udp);
+    let types: std::collections::BTreeSet<_> =
+        udp.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types.len(), 1, "{:?}", answers(&udp));
+    let tcp = ask_on(&v, &bytes, Transport::Tcp);
+    let types: std::collections::BTreeSet<_> =
+        tcp.answers.iter().map(|r| r.record_type()).collect();
+    assert!(types.len() >= 2, "{:?}", answers(&tcp));
+}

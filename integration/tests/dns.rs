@@ -717,3 +717,178 @@ fn idle_tcp_connections_from_one_host_leave_others_served() {
     let _ = hog.kill();
     let _ = hog.wait();
 }
+
+/// Sends `count` UDP queries for NAME/TYPE from SRC as fast as it can (a
+/// flood: AXFR too, which must be refused), then waits a second for
+/// stragglers; prints `sent= full= tc= refused=` (replies by kind).
+const FLOOD: &str = r#"
+import random, socket, struct, sys, time
+src, count, name, qtype = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\0"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.setblocking(False)
+full = tc = refused = 0
+def drain():
+    global full, tc, refused
+    while True:
+        try:
+            r = s.recv(65535)
+        except BlockingIOError:
+            return
+        if r[2] & 0x02:
+            tc += 1
+        elif r[3] & 0x0f == 5:
+            refused += 1
+        else:
+            full += 1
+t0 = time.time()
+for i in range(count):
+    # With EDNS (RFC 6891), 1232 bytes: the big answer fits untruncated.
+    q = struct.pack("!HHHHHH", random.getrandbits(16), 0, 1, 0, 0, 1) + qname + struct.pack("!HH", qtype, 1)
+    q += b"\0" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    s.sendto(q, ("127.0.0.1", 53))
+    if i % 50 == 0:
+        drain()
+elapsed = time.time() - t0
+end = time.time() + 1
+while time.time() < end:
+    drain()
+    time.sleep(0.01)
+print(f"sent={count} full={full} tc={tc} refused={refused} elapsed={elapsed:.3f}", flush=True)
+"#;
+
+struct Flood {
+    full: u64,
+    tc: u64,
+    refused: u64,
+    elapsed: f64,
+}
+
+fn flood(lab: &Lab, src: &str, count: usize, name: &str, qtype: u16) -> Flood {
+    let script = write_file(lab.dir.path(), "flood.py", FLOOD);
+    let out = run(lab.ns.cmd("python3").args([
+        script.to_str().expect("path"),
+        src,
+        &count.to_string(),
+        name,
+        &qtype.to_string(),
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| -> String {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+    };
+    Flood {
+        full: field("full").parse().expect("full"),
+        tc: field("tc").parse().expect("tc"),
+        refused: field("refused").parse().expect("refused"),
+        elapsed: field("elapsed").parse().expect("elapsed"),
+    }
+}
+
+/// Issue 12, finding 6: a 1.1 KB TXT over UDP was a 28x amplifier at any
+/// rate. Now a flood from one /24 gets `rate_limit` full answers a second,
+/// every second one over it truncated (TC=1: a real client retries over
+/// TCP, as dig does here), the rest dropped; another /24 is answered in
+/// full meanwhile; clients in `recursion_allowed` are never limited; ANY
+/// over UDP is one RRset (RFC 8482); a flood of AXFR over UDP writes a few
+/// log lines, then one saying how many were left out.
+#[test]
+fn rate_limiting_slips_a_flood_and_serves_everyone_else() {
+    require_tools("python3", &["python3"]);
+    let lab = Lab::new(
+        "dnsrrl",
+        r#"recursion_allowed = ["127.0.9.0/24"]
+rate_limit = 50
+rate_limit_slip = 2"#,
+        "",
+    );
+    // A big answer, as an amplifier would pick.
+    let txt: Vec<String> = (0..8)
+        .map(|i| format!("\"{}{i}\"", "a".repeat(120)))
+        .collect();
+    lab.ctl(&["records", "add", "big.lab.test", "TXT", &txt.join(" ")]);
+    wait_for("big.lab.test served", Duration::from_secs(5), || {
+        (status(&lab.dig("-b 127.0.1.1 big.lab.test TXT")) == "NOERROR").then_some(())
+    });
+
+    let f = flood(&lab, "127.0.0.1", 3000, "big.lab.test", 16);
+    // 50 a second plus the one second's worth the bucket starts with.
+    let allowed = 50.0 * (f.elapsed + 1.5) + 50.0;
+    assert!(
+        (f.full as f64) <= allowed,
+        "{} full answers in {:.2}s (limit 50/s)",
+        f.full,
+        f.elapsed
+    );
+    assert!(f.full >= 50, "the first second's answers: {}", f.full);
+    let over = 3000 - f.full;
+    assert!(
+        f.tc * 4 >= over && f.tc * 4 <= over * 3,
+        "slip 2: about half of the {over} limited answers truncated, got {}",
+        f.tc
+    );
+    // While that prefix is limited, it still gets its answer over TCP
+    // (dig follows TC=1), and another prefix gets it over UDP at once.
+    let flood_again = std::thread::scope(|s| {
+        let h = s.spawn(|| flood(&lab, "127.0.0.1", 3000, "big.lab.test", 16));
+        std::thread::sleep(Duration::from_millis(100));
+        let mine = lab.dig("-b 127.0.0.1 big.lab.test TXT");
+        let other = lab.dig("-b 127.0.1.1 big.lab.test TXT");
+        (h.join().expect("flood"), mine, other)
+    });
+    let (_, mine, other) = flood_again;
+    assert_eq!(status(&mine), "NOERROR", "{mine}");
+    assert!(mine.contains(&"a".repeat(120)), "{mine}");
+    assert_eq!(status(&other), "NOERROR", "{other}");
+    assert!(!flags(&other).contains("tc"), "{other}");
+    assert!(other.contains(&"a".repeat(120)), "{other}");
+
+    // A client that may recurse is never limited.
+    // (A few may be lost to socket buffers in a burst; the limit would
+    // have allowed about 50 + 50 x elapsed.)
+    let lab_client = flood(&lab, "127.0.9.1", 1000, "big.lab.test", 16);
+    assert!(
+        lab_client.full >= 900 && lab_client.tc == 0,
+        "recursion_allowed client limited: {} full, {} truncated",
+        lab_client.full,
+        lab_client.tc
+    );
+
+    // RFC 8482: ANY over UDP gets one RRset (web has A and AAAA), TCP all.
+    // (dig asks ANY over TCP unless told not to.)
+    let udp_any = lab.answer(53, "-b 127.0.2.1 +notcp web.lab.test ANY");
+    assert_eq!(udp_any.len(), 1, "{udp_any:?}");
+    let tcp_any = lab.answer(53, "-b 127.0.2.1 +tcp web.lab.test ANY");
+    assert_eq!(tcp_any.len(), 2, "{tcp_any:?}");
+
+    // AXFR over UDP: each refused (within the rate), and the log bounded.
+    let before = lab.log().matches("zone transfer refused").count();
+    let axfr = flood(&lab, "127.0.3.1", 2000, "lab.test", 252);
+    assert!(
+        axfr.refused >= 40,
+        "AXFR over UDP refused: {}",
+        axfr.refused
+    );
+    let lines = lab.log().matches("zone transfer refused").count() - before;
+    assert!(
+        lines as f64 <= 5.0 * (axfr.elapsed + 2.0),
+        "{lines} log lines for 2000 refused transfers in {:.2}s",
+        axfr.elapsed
+    );
+    // The next line written says how many were left out.
+    std::thread::sleep(Duration::from_millis(1100));
+    flood(&lab, "127.0.4.1", 1, "lab.test", 252);
+    let log = lab.log();
+    let suppressed = log
+        .lines()
+        .filter(|l| l.contains("zone transfer refused"))
+        .filter_map(|l| l.split("suppressed=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(suppressed > 1000, "no aggregated count in the log:\n{log}");
+}

@@ -509,3 +509,82 @@ fn postgres_two_dhcpd_nodes_share_one_pool_and_survive_a_kill_9() {
         );
     }
 }
+
+/// Issue 9: PostgreSQL stopped and started again under DHCP load. dnsd
+/// keeps answering from memory; dhcpd ACKs nothing it could not commit and
+/// says so once, not per packet; both resume on their own (no restart):
+/// new leases are ACKed and a `labnetctl` change is served. No ACKed lease
+/// is lost and no address is held twice.
+#[test]
+fn postgres_stopped_and_started_under_load_loses_nothing() {
+    require_tools("bind9-dnsutils", &["dig"]);
+    let pg = PgCluster::start();
+    let site = Site::new(
+        "pgss",
+        Some(&pg.url("labnet")),
+        "[dns]\nlisten = [\"127.0.0.1:53\"]\nlease_zone = \"lab.test\"",
+    );
+    let dhcpd = site.daemon("labnet-dhcpd", &site.cfg, "dhcpd");
+    let dnsd = site.daemon("labnet-dnsd", &site.cfg, "dnsd");
+    let dig = |name: &str| {
+        site.srv
+            .sh(&format!("dig @127.0.0.1 +short +time=1 +tries=1 {name} A"))
+    };
+
+    let load = site.perfdhcp(100, 12);
+    std::thread::sleep(Duration::from_secs(3));
+    pg.stop();
+    let stopped = Instant::now();
+    // dnsd answers from memory while the database is down.
+    for _ in 0..3 {
+        assert_eq!(dig("web.lab.test").trim(), "10.77.0.10");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(stopped.elapsed()));
+    pg.resume();
+    let acks = perfdhcp_acks(load);
+
+    // Every ACK perfdhcp saw is a lease in the database; no address twice.
+    let leases = site.leases();
+    assert!(
+        leases.len() as u64 >= acks,
+        "{} leases for {acks} ACKs",
+        leases.len()
+    );
+    let mut ips: Vec<&str> = leases.iter().filter_map(|l| l["ip"].as_str()).collect();
+    let n = ips.len();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), n, "an address held twice");
+    let mut macs: Vec<&str> = leases
+        .iter()
+        .filter(|l| l["state"] == "bound")
+        .filter_map(|l| l["mac"].as_str())
+        .collect();
+    let n = macs.len();
+    macs.sort();
+    macs.dedup();
+    assert_eq!(macs.len(), n, "a client bound twice");
+
+    // The outage was said once, and its end, by dhcpd.
+    let log = dhcpd.log_text();
+    let failed = log.matches("lease commit failed").count();
+    assert!(
+        (1..=3).contains(&failed),
+        "{failed} 'lease commit failed' lines:\n{log}"
+    );
+    assert!(log.contains("lease commits work again"), "{log}");
+
+    // Both resumed by themselves: new clients get ACKs, and a record added
+    // now is served by dnsd.
+    let after = perfdhcp_acks(site.perfdhcp(50, 3));
+    assert!(after >= 50, "only {after} ACKs after PostgreSQL came back");
+    ctl(
+        &site.cfg,
+        &["records", "add", "back.lab.test", "A", "10.77.0.77"],
+    );
+    wait_for("back.lab.test served", Duration::from_secs(5), || {
+        (dig("back.lab.test").trim() == "10.77.0.77").then_some(())
+    });
+    assert!(dnsd.log_text().contains("serving"));
+}

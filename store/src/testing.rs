@@ -71,10 +71,7 @@ impl PgCluster {
                 "--no-sync".as_ref(),
             ],
         );
-        let opts = format!(
-            "-c listen_addresses='' -k {} -p {PORT} -c fsync=off -c max_connections=200",
-            c.socket_dir().display()
-        );
+        let opts = c.server_options();
         c.run(
             "pg_ctl",
             &[
@@ -89,6 +86,14 @@ impl PgCluster {
             ],
         );
         c
+    }
+
+    /// The server's settings: a socket in our directory only, no TCP.
+    fn server_options(&self) -> String {
+        format!(
+            "-c listen_addresses='' -k {} -p {PORT} -c fsync=off -c max_connections=200",
+            self.socket_dir().display()
+        )
     }
 
     /// The directory holding the server's socket.
@@ -120,9 +125,10 @@ impl PgCluster {
         );
     }
 
-    /// Start a stopped server again.
+    /// Start a stopped server again, as [`PgCluster::start`] did.
     pub fn resume(&self) {
         let data = self.dir.join("data");
+        let opts = self.server_options();
         self.run(
             "pg_ctl",
             &[
@@ -130,6 +136,8 @@ impl PgCluster {
                 data.as_os_str(),
                 "-l".as_ref(),
                 self.dir.join("log").as_os_str(),
+                "-o".as_ref(),
+                opts.as_ref(),
                 "-w".as_ref(),
                 "start".as_ref(),
             ],

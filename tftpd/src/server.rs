@@ -282,7 +282,10 @@ async fn listen_loop(
         debug!(peer = %peer, file = req.filename, write = req.write, options = ?req.options, "request");
         // Caps: the total first, then this client's share.
         let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-            info!(peer = %peer, file = req.filename, "refused: server busy");
+            static BUSY: labnet_daemon::LogLimit = labnet_daemon::LogLimit::new(5);
+            if let Some(suppressed) = BUSY.allow() {
+                info!(peer = %peer, file = req.filename, suppressed, "refused: server busy");
+            }
             crate::metrics::refused_because("busy");
             let _ = sock
                 .send_to(
@@ -293,7 +296,10 @@ async fn listen_loop(
             continue;
         };
         let Some(slot) = shared.claim(peer.ip()) else {
-            info!(peer = %peer, file = req.filename, "refused: too many transfers for this client");
+            static CLIENT: labnet_daemon::LogLimit = labnet_daemon::LogLimit::new(5);
+            if let Some(suppressed) = CLIENT.allow() {
+                info!(peer = %peer, file = req.filename, suppressed, "refused: too many transfers for this client");
+            }
             crate::metrics::refused_because("client_limit");
             let _ = sock
                 .send_to(
@@ -364,7 +370,12 @@ async fn transfer_task(
         Ok(x) => x,
         Err(e) => {
             let code = e.tftp_code();
-            info!(code = code as u16, error = %e, write = req.write, "refused");
+            // A request flood for missing files must not become a log
+            // flood (issue 12): a few lines a second, the rest counted.
+            static REFUSED: labnet_daemon::LogLimit = labnet_daemon::LogLimit::new(10);
+            if let Some(suppressed) = REFUSED.allow() {
+                info!(code = code as u16, error = %e, write = req.write, suppressed, "refused");
+            }
             crate::metrics::refused(code);
             let msg = match code {
                 ErrorCode::NotDefined => "error".to_string(),
