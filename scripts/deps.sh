@@ -19,6 +19,8 @@ PACKAGES=(
   unbound nftables python3-dnspython
   # the DNSSEC test signs its fake Internet (dnssec-keygen, dnssec-signzone)
   bind9-utils
+  # GSLB: real ISP prefix lists (IPFire location DB, offline) for `labnetctl gslb isp import`
+  location libloc-database
   # TFTP clients; curl also scrapes the metrics endpoints
   tftp-hpa atftp curl
   # promtool, which checks the metrics text (its server is disabled below)

@@ -234,6 +234,35 @@ struct RawDns {
     rate_limit: u32,
     #[serde(default = "default_rate_limit_slip")]
     rate_limit_slip: Spanned<u32>,
+    gslb: Option<RawGslb>,
+}
+
+/// `[dns.gslb]`: the GSLB link's knobs (its pools and maps live in the store).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGslb {
+    default_isp: Option<Spanned<String>>,
+    #[serde(
+        default = "default_health_interval",
+        deserialize_with = "spanned_duration"
+    )]
+    health_interval: Spanned<Duration>,
+    #[serde(default = "default_rise")]
+    rise: Spanned<u32>,
+    #[serde(default = "default_fall")]
+    fall: Spanned<u32>,
+}
+
+fn default_health_interval() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(5))
+}
+
+fn default_rise() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+
+fn default_fall() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
 }
 
 #[derive(Deserialize)]
@@ -1145,6 +1174,45 @@ impl RawPxe {
     }
 }
 
+impl RawGslb {
+    fn validate(self, ctx: &Ctx<'_>) -> Result<GslbConfig, ConfigError> {
+        if let Some(isp) = &self.default_isp {
+            let l = isp.get_ref();
+            // It becomes a label of the level-1 CNAME target.
+            if l.is_empty()
+                || l.len() > 63
+                || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(ctx.invalid(
+                    isp.span(),
+                    "dns.gslb.default_isp",
+                    format!("`{l}` is not one DNS label (letters, digits, `-`)"),
+                ));
+            }
+        }
+        let health_interval = in_range(
+            ctx,
+            &self.health_interval,
+            "dns.gslb.health_interval",
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?;
+        for (v, key) in [(&self.rise, "dns.gslb.rise"), (&self.fall, "dns.gslb.fall")] {
+            if !(1..=100).contains(v.get_ref()) {
+                return Err(ctx.invalid(v.span(), key, "must be within 1..=100"));
+            }
+        }
+        Ok(GslbConfig {
+            default_isp: self
+                .default_isp
+                .map(|i| i.into_inner().to_ascii_lowercase()),
+            health_interval,
+            rise: self.rise.into_inner(),
+            fall: self.fall.into_inner(),
+        })
+    }
+}
+
 impl RawDns {
     fn validate(self, ctx: &Ctx<'_>) -> Result<DnsConfig, ConfigError> {
         if self.listen.get_ref().is_empty() {
@@ -1218,7 +1286,12 @@ impl RawDns {
                 "0 (drop every limited answer) to 10",
             ));
         }
+        let gslb = match self.gslb {
+            Some(g) => g.validate(ctx)?,
+            None => GslbConfig::default(),
+        };
         Ok(DnsConfig {
+            gslb,
             listen: self.listen.into_inner(),
             recursion_allowed: self.recursion_allowed,
             root_hints: self.root_hints.map(Spanned::into_inner),

@@ -258,6 +258,33 @@ pub struct DnsConfig {
     /// Every n-th answer over the limit goes out truncated (TC=1) so a real
     /// client retries over TCP; the others are dropped. 0: drop them all.
     pub rate_limit_slip: u32,
+    /// `[dns.gslb]`.
+    pub gslb: GslbConfig,
+}
+
+/// `[dns.gslb]`: how the GSLB link answers and checks members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GslbConfig {
+    /// The ISP a client no ISP map covers is answered as; `None`: `any`
+    /// (every member of the pool).
+    pub default_isp: Option<String>,
+    /// How often every dnsd probes each checked member.
+    pub health_interval: std::time::Duration,
+    /// Consecutive good probes that bring a down member back.
+    pub rise: u32,
+    /// Consecutive failed probes that take an up member out.
+    pub fall: u32,
+}
+
+impl Default for GslbConfig {
+    fn default() -> GslbConfig {
+        GslbConfig {
+            default_isp: None,
+            health_interval: std::time::Duration::from_secs(5),
+            rise: 2,
+            fall: 2,
+        }
+    }
 }
 
 /// `[[dns.forward]] zone = "corp.example" servers = ["10.1.1.1:53"]`.

@@ -11,6 +11,7 @@
 //! shell completions from it.
 
 mod checks;
+mod gslb;
 mod leases;
 mod profiles;
 mod records;
@@ -61,6 +62,9 @@ pub enum Cmd {
     /// DNS records, one at a time, in the zone that encloses each name.
     #[command(subcommand)]
     Records(records::Cmd),
+    /// GSLB: ISP and region maps, regions, pools, members (labnet-dnsd).
+    #[command(subcommand)]
+    Gslb(gslb::Cmd),
 }
 
 /// labnetctl's command line, for the man page and completions.
@@ -91,5 +95,6 @@ pub async fn dispatch(cmd: Cmd, config: &Config) -> anyhow::Result<()> {
         Cmd::Profiles(c) => profiles::run(c, store.as_ref(), config).await,
         Cmd::Zones(c) => zones::run(c, store.as_ref()).await,
         Cmd::Records(c) => records::run(c, store.as_ref()).await,
+        Cmd::Gslb(c) => gslb::run(c, store.as_ref(), config).await,
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, Res
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use ipnet::IpNet;
 
+use crate::gslb::GslbTable;
 use crate::pipeline::Pipeline;
 use crate::query::{encode, QueryCtx};
 use crate::zone::Catalog;
@@ -88,6 +90,8 @@ pub struct View {
     /// from the zones, not from clients, so flooding the table is not a risk
     /// (a client's key is only looked up); the seed is random per process.
     fast: FastMap,
+    /// GSLB pools and maps (their names are in `catalog.gslb_names`).
+    pub gslb: Arc<GslbTable>,
 }
 
 impl View {
@@ -99,8 +103,17 @@ impl View {
             acl,
             recursion_allowed: Vec::new(),
             fast: FastMap::default(),
+            gslb: Arc::default(),
         };
         view.fast = view.prebuild();
+        view
+    }
+
+    /// A view over `catalog` whose GSLB names are `gslb`'s.
+    pub fn with_gslb(mut catalog: Catalog, acl: TransferAcl, gslb: Arc<GslbTable>) -> View {
+        catalog.gslb_names = Arc::new(gslb.names().cloned().collect());
+        let mut view = View::new(catalog, acl);
+        view.gslb = gslb;
         view
     }
 

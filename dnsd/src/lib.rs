@@ -13,9 +13,11 @@
 //!   │ decode once (hickory-proto) → filter (opcode, counts, class, EDNS
 //!   │ version; AXFR/IXFR go to handler::transfer) → query::QueryCtx
 //!   ▼
-//! pipeline::Pipeline: local zones (zone::Catalog) ─Continue─▶ [GSLB, issue 8]
-//!   ─Continue─▶ recursion::Recursion (ACL, RFC 6303, cache, forwarders,
-//!               iteration, DNSSEC validation in recursion::dnssec)
+//! pipeline::Pipeline: local zones (zone::Catalog) ─Continue, or Chase of a
+//!   CNAME into a pool─▶ gslb::Gslb (pool → CNAME by the client's ISP,
+//!   level-2 name → nearest healthy members; client = ECS address or source;
+//!   ECS echoed with SCOPE) ─Continue─▶ recursion::Recursion (ACL, RFC 6303,
+//!   cache, forwarders, iteration, DNSSEC validation in recursion::dnssec)
 //!   ─Continue─▶ REFUSED
 //!   │ polled once on the socket thread: local names and cache hits are
 //!   │ answered there; a query that must wait for upstream servers becomes a
@@ -33,15 +35,17 @@
 //! `Arc` that is swapped whole when the store's watcher reports that
 //! `Topic::Zones`, `Topic::Leases` or `Topic::Reservations` moved (at once on
 //! PostgreSQL, within 250 ms on SQLite) or a lease runs out, so no query ever
-//! waits on the store. When a zone's serial moves, its secondaries get a
-//! NOTIFY (RFC 1996) and may AXFR it over TCP. [`limits`] holds the TCP
-//! side's caps and [`rrl`] the UDP side's response rate limiting (clients
-//! outside `recursion_allowed`); the socket loops count every reply by
-//! RCODE ([`metrics`]).
+//! waits on the store (`Topic::Gslb` rebuilds the GSLB table; member health
+//! is probed by `gslb::health` and read at answer time). When a zone's
+//! serial moves, its secondaries get a NOTIFY (RFC 1996) and may AXFR it
+//! over TCP. [`limits`] holds the TCP side's caps and [`rrl`] the UDP
+//! side's response rate limiting (clients outside `recursion_allowed`); the
+//! socket loops count every reply by RCODE ([`metrics`]).
 
 /// What `labnet-dnsd --help` and its man page say the daemon is.
 pub const ABOUT: &str = "labnet's DNS server";
 
+pub mod gslb;
 pub mod handler;
 pub mod limits;
 pub mod metrics;

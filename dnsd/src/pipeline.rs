@@ -3,7 +3,7 @@
 //! every link passed.
 //!
 //! ```text
-//! QueryCtx ─▶ local (zones, lease names) ─Continue─▶ [GSLB: issue 8]
+//! QueryCtx ─▶ local (zones, lease names) ─Continue/Chase─▶ GSLB (pools by ISP and region)
 //!          ─Continue─▶ recursion (ACL, RFC 6303, forwarding, cache, iteration)
 //!          ─Continue─▶ REFUSED
 //! ```
@@ -52,8 +52,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Local zones, then `more` in order (GSLB would go first among them,
-    /// then recursion).
+    /// Local zones, then `more` in order (GSLB, then recursion).
     pub fn new(more: Vec<Arc<dyn Link>>) -> Pipeline {
         let mut links: Vec<Arc<dyn Link>> = vec![Arc::new(Local)];
         links.extend(more);
@@ -114,7 +113,9 @@ fn join(prefix: Answer, rest: Answer) -> Answer {
     let mut answers = prefix.answers;
     answers.append(&mut a.answers);
     a.answers = answers;
-    a.authoritative = false;
+    // Authoritative only when both parts are ours (a local CNAME into a
+    // GSLB pool); never for what recursion found.
+    a.authoritative = prefix.authoritative && a.authoritative;
     a
 }
 
@@ -132,10 +133,14 @@ impl Link for Local {
             Some(mut r) => match r.leaves_zones.take() {
                 // A CNAME out of our zones, for a client that may recurse:
                 // the next links resolve the target.
-                Some(target) if ctx.may_recurse && ctx.meta.recursion_desired => Flow::Chase {
-                    prefix: r.into(),
-                    target,
-                },
+                // A CNAME into a GSLB pool: the GSLB link goes on, for
+                // every client.
+                Some(target) if r.to_gslb || (ctx.may_recurse && ctx.meta.recursion_desired) => {
+                    Flow::Chase {
+                        prefix: r.into(),
+                        target,
+                    }
+                }
                 _ => Flow::Answer(minimal_any(ctx, r.into())),
             },
             None => Flow::Continue,

@@ -99,6 +99,9 @@ impl QueryCtx {
             if let Some(ede) = &answer.ede {
                 e.options_mut().insert(ede.option());
             }
+            if let Some(ecs) = &answer.ecs {
+                e.options_mut().insert(EdnsOption::Subnet(*ecs));
+            }
             e
         });
         match encode(&meta, &self.query, edns.as_ref(), answer, self.limit) {
@@ -187,6 +190,9 @@ pub struct Answer {
     /// A referral: its glue must not be dropped to fit (TC instead).
     pub referral: bool,
     pub ede: Option<Ede>,
+    /// EDNS Client Subnet for the reply (RFC 7871 §7.2.1): set only by a
+    /// link whose answer depended on the client subnet the query sent.
+    pub ecs: Option<ClientSubnet>,
 }
 
 impl Answer {
@@ -201,6 +207,7 @@ impl Answer {
             additionals: Vec::new(),
             referral: false,
             ede: None,
+            ecs: None,
         }
     }
 
@@ -233,6 +240,7 @@ impl From<Resolution> for Answer {
             additionals: r.additionals,
             referral: r.referral,
             ede: None,
+            ecs: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-use labnet_config::Config;
+use labnet_config::{Config, GslbConfig};
 use labnet_store::{unix_now, watch, Current, Store, StoreError, Topic, Watch};
 use nix::errno::Errno;
 use nix::sys::socket::{recvmmsg, sendmmsg, sendto, MsgFlags, MultiHeaders, SockaddrStorage};
@@ -20,6 +20,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::gslb::health::{self, Prober};
+use crate::gslb::{Gslb, GslbTable, HealthBook};
 use crate::handler::{handle, Reply, Step, TransferAcl, Transport, View};
 use crate::limits::{TcpAdmit, TcpLimits};
 use crate::metrics::Via;
@@ -104,8 +106,10 @@ impl Server {
             }),
             None => None,
         };
-        let mut more: Vec<Arc<dyn Link>> = Vec::new();
-        // GSLB (issue 8) goes here, before recursion.
+        // GSLB before recursion: it answers its pools' names, and the
+        // local link hands it CNAMEs into them.
+        let mut more: Vec<Arc<dyn Link>> = vec![Arc::new(Gslb)];
+        let book = Arc::new(HealthBook::default());
         if dns.recursion_allowed.is_empty() {
             tracing::info!("recursion off: recursion_allowed is empty");
         } else {
@@ -147,7 +151,12 @@ impl Server {
         // missed between the two.
         let watch = watch(
             self.store.clone(),
-            &[Topic::Zones, Topic::Leases, Topic::Reservations],
+            &[
+                Topic::Zones,
+                Topic::Leases,
+                Topic::Reservations,
+                Topic::Gslb,
+            ],
         )
         .await?;
         let mut reloader = Reloader {
@@ -158,7 +167,11 @@ impl Server {
             serials: SerialState::default(),
             next_expiry: None,
             refused: HashSet::new(),
+            gslb_config: dns.gslb.clone(),
+            book: book.clone(),
+            gslb: Arc::default(),
         };
+        reloader.reload_gslb().await?;
         let first = reloader.rebuild().await?;
         let serials0 = serials(&first);
         let shared = Arc::new(Shared::new(first));
@@ -220,6 +233,17 @@ impl Server {
         };
         // Tell the secondaries at start: they may have missed changes.
         notifier.notify_changed(&HashMap::new(), &serials0);
+        tracker.spawn(health::run(
+            Prober {
+                book,
+                store: self.store.clone(),
+                interval: dns.gslb.health_interval,
+                rise: dns.gslb.rise,
+                fall: dns.gslb.fall,
+                node: node_name(&addrs),
+            },
+            shutdown.clone(),
+        ));
         let lost = Arc::new(std::sync::Mutex::new(None));
         tracker.spawn(reload_loop(
             reloader,
@@ -267,9 +291,45 @@ struct Reloader {
     next_expiry: Option<i64>,
     /// Lease names refused at the last build, so each refusal is logged once.
     refused: HashSet<(Ipv4Addr, String)>,
+    gslb_config: GslbConfig,
+    /// Member health, kept across GSLB rebuilds.
+    book: Arc<HealthBook>,
+    /// The GSLB table, rebuilt only when `Topic::Gslb` moves (its maps can
+    /// hold tens of thousands of prefixes; lease writes must not reload them).
+    gslb: Arc<GslbTable>,
+}
+
+/// Who this dnsd is in GSLB health reports: the host name and the first
+/// listening address (several dnsd may share a host).
+fn node_name(addrs: &[String]) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "dnsd".into());
+    match addrs.first() {
+        Some(a) => format!("{host}/{a}"),
+        None => host,
+    }
 }
 
 impl Reloader {
+    /// Read the GSLB tables from the store and build the table anew.
+    async fn reload_gslb(&mut self) -> Result<(), DnsError> {
+        let data = self.store.gslb_data().await?;
+        let (table, warnings) = GslbTable::build(&data, &self.gslb_config, &self.book);
+        for w in &warnings {
+            tracing::warn!(problem = %w, "GSLB row skipped");
+        }
+        tracing::info!(
+            pools = data.pools.len(),
+            members = data.members.len(),
+            isp_prefixes = data.isp_map.len(),
+            region_prefixes = data.region_map.len(),
+            "GSLB table built"
+        );
+        self.gslb = Arc::new(table);
+        Ok(())
+    }
+
     async fn rebuild(&mut self) -> Result<View, DnsError> {
         let now = unix_now();
         let snap = Snapshot {
@@ -308,7 +368,7 @@ impl Reloader {
         }
         self.refused = refused;
         self.next_expiry = built.next_expiry;
-        let view = View::new(built.catalog, self.acl.clone())
+        let view = View::with_gslb(built.catalog, self.acl.clone(), self.gslb.clone())
             .with_recursion_allowed(self.recursion_allowed.clone());
         tracing::debug!(
             zones = view.catalog.zones.len(),
@@ -339,18 +399,28 @@ async fn reload_loop(
     lost: Arc<std::sync::Mutex<Option<StoreError>>>,
 ) {
     loop {
+        let mut gslb_moved = false;
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = watch.changed() => if let Err(e) = r {
-                tracing::error!(error = %e, "the store is gone; stopping");
-                if let Ok(mut l) = lost.lock() {
-                    *l = Some(e);
+            r = watch.changed() => match r {
+                Ok(topics) => gslb_moved = topics.contains(&Topic::Gslb),
+                Err(e) => {
+                    tracing::error!(error = %e, "the store is gone; stopping");
+                    if let Ok(mut l) = lost.lock() {
+                        *l = Some(e);
+                    }
+                    shutdown.cancel();
+                    return;
                 }
-                shutdown.cancel();
-                return;
             },
             _ = tokio::time::sleep(Duration::from_secs(1)) => if !reloader.expired() { continue },
-            _ = reload.notified() => {}
+            // SIGHUP reloads everything.
+            _ = reload.notified() => gslb_moved = true,
+        }
+        if gslb_moved {
+            if let Err(e) = reloader.reload_gslb().await {
+                tracing::warn!(error = %e, "cannot reload the GSLB table; serving the old one");
+            }
         }
         match reloader.rebuild().await {
             Ok(view) => {

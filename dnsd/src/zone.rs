@@ -1,7 +1,7 @@
 //! Zones in memory and the authoritative lookup (RFC 1034 §4.3.2, RFC 2308,
 //! RFC 4592). Pure: no I/O, no clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
@@ -291,6 +291,9 @@ pub struct Resolution {
     /// The CNAME chain ends at this name, outside every zone of ours: a
     /// resolver goes on from there (RFC 1034 §4.3.2 step 3a, §5.3.3).
     pub leaves_zones: Option<Name>,
+    /// `leaves_zones` is a GSLB name: the GSLB link answers it, for every
+    /// client (the answer depends on the client, so it is never pre-encoded).
+    pub to_gslb: bool,
 }
 
 impl Resolution {
@@ -303,6 +306,7 @@ impl Resolution {
             additionals: Vec::new(),
             referral: false,
             leaves_zones: None,
+            to_gslb: false,
         }
     }
 }
@@ -311,6 +315,9 @@ impl Resolution {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     pub zones: HashMap<Name, Arc<Zone>>,
+    /// Names the GSLB link owns (pools and their level-2 names): not ours
+    /// to answer even inside our zones, and a CNAME into them is handed on.
+    pub gslb_names: Arc<HashSet<Name>>,
 }
 
 impl Catalog {
@@ -334,6 +341,9 @@ impl Catalog {
     /// Answer one question from our zones; `None` when no zone of ours
     /// encloses `qname` (the next handler, or REFUSED, decides).
     pub fn resolve(&self, qname: &Name, qtype: RecordType) -> Option<Resolution> {
+        if self.gslb_names.contains(qname) {
+            return None;
+        }
         let mut zone = self.find_zone(qname)?;
         let mut res = Resolution::new(ResponseCode::NoError);
         res.authoritative = true;
@@ -366,6 +376,11 @@ impl Catalog {
                     // RFC 1034 §4.3.2 step 3a: restart at the target, when
                     // the target is ours and not a loop.
                     if hop == MAX_CNAME_HOPS || seen.contains(&target) {
+                        break;
+                    }
+                    if self.gslb_names.contains(&target) {
+                        res.leaves_zones = Some(target);
+                        res.to_gslb = true;
                         break;
                     }
                     match self.find_zone(&target) {

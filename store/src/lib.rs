@@ -1,7 +1,7 @@
 //! `labnet-store`: the one store labnet's daemons and `labnetctl` share.
 //!
 //! The daemons see it only through the traits here ([`LeaseStore`],
-//! [`ReservationStore`], [`ZoneStore`], [`ProfileStore`], gathered in
+//! [`ReservationStore`], [`ZoneStore`], [`ProfileStore`], [`GslbStore`], gathered in
 //! [`Store`]) and [`open`], which picks the backend from the URL:
 //!
 //! - `sqlite:///path/labnet.db` → [`SqliteStore`] (`src/sqlite/`): one file
@@ -29,6 +29,7 @@
 //! only `kill -9`; writers batch to pay one flush per batch.
 
 mod error;
+mod gslb;
 mod leases;
 mod names;
 mod postgres;
@@ -43,6 +44,10 @@ mod zones;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use gslb::{
+    GslbData, GslbHealth, GslbMap, GslbMember, GslbPool, GslbPrefix, GslbRegion, GslbStore,
+    WhenAllDown,
+};
 pub use leases::{Lease, LeaseState, LeaseStore};
 pub use names::{
     admin_names, clean_label, fqdn, lease_label, lease_names, synthesized_ns, LeaseName,
@@ -71,16 +76,19 @@ pub enum Topic {
     Zones,
     /// Boot profiles and host→profile assignments without a reservation.
     Profiles,
+    /// GSLB maps, regions, pools and members (dnsd rebuilds its GSLB table).
+    Gslb,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Leases,
         Topic::LeaseAdmin,
         Topic::Reservations,
         Topic::Zones,
         Topic::Profiles,
+        Topic::Gslb,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,13 +98,16 @@ impl Topic {
             Topic::Reservations => "reservations",
             Topic::Zones => "zones",
             Topic::Profiles => "profiles",
+            Topic::Gslb => "gslb",
         }
     }
 }
 
 /// Everything a daemon needs from the store.
 #[async_trait::async_trait]
-pub trait Store: LeaseStore + ReservationStore + ZoneStore + ProfileStore + Send + Sync {
+pub trait Store:
+    LeaseStore + ReservationStore + ZoneStore + ProfileStore + GslbStore + Send + Sync
+{
     /// The counter for `topic`; it moves whenever data under it changes.
     async fn generation(&self, topic: Topic) -> Result<i64>;
     /// Topics other processes announce as they write them, when the backend

@@ -42,6 +42,7 @@ on_both_backends!(
     a_watch_sees_another_handles_write,
     concurrent_writers_all_succeed,
     two_nodes_never_commit_one_address_to_two_clients,
+    gslb_maps_pools_members_round_trip,
 );
 
 async fn open_store(url: &str) -> Arc<dyn Store> {
@@ -539,4 +540,144 @@ async fn sqlite_text_addresses_migrate_to_integers() {
         s.reservations().await.expect("res")[0].ip,
         "10.1.2.3".parse::<std::net::Ipv4Addr>().expect("ip")
     );
+}
+
+async fn gslb_maps_pools_members_round_trip(url: String) {
+    let s = open_store(&url).await;
+    let g0 = s.generation(Topic::Gslb).await.expect("gen");
+    let pfx = |c: &str, n: &str| GslbPrefix {
+        cidr: c.parse().expect("cidr"),
+        name: n.into(),
+    };
+    let n = s
+        .gslb_map_add(
+            GslbMap::Isp,
+            &[
+                pfx("1.0.1.0/24", "telecom"),
+                pfx("2001:db8::/32", "telecom"),
+            ],
+            None,
+        )
+        .await
+        .expect("isp add");
+    assert_eq!(n, 2);
+    // The same prefix again is refused, naming it.
+    let e = s
+        .gslb_map_add(GslbMap::Isp, &[pfx("1.0.1.0/24", "cmcc")], None)
+        .await
+        .expect_err("duplicate prefix");
+    assert!(e.to_string().contains("1.0.1.0/24"), "{e}");
+    // An import replaces that ISP's list wholesale.
+    s.gslb_map_add(
+        GslbMap::Isp,
+        &[pfx("1.0.2.0/23", "telecom")],
+        Some("telecom"),
+    )
+    .await
+    .expect("import");
+    // A region map entry needs its region.
+    let e = s
+        .gslb_map_add(GslbMap::Region, &[pfx("1.0.2.0/24", "beijing")], None)
+        .await
+        .expect_err("unknown region");
+    assert!(e.to_string().contains("beijing"), "{e}");
+    for (name, lat, lon) in [("beijing", 39.9, 116.4), ("shanghai", 31.2, 121.5)] {
+        s.gslb_region_put(&GslbRegion {
+            name: name.into(),
+            lat,
+            lon,
+        })
+        .await
+        .expect("region");
+    }
+    s.gslb_map_add(GslbMap::Region, &[pfx("1.0.2.0/24", "beijing")], None)
+        .await
+        .expect("region map");
+    let pool = GslbPool {
+        name: "abc.gslb.lab.test.".into(),
+        answers: 2,
+        ttl: 30,
+        when_all_down: WhenAllDown::None,
+    };
+    let member = |ip: &str, region: &str| GslbMember {
+        pool: pool.name.clone(),
+        ip: ip.parse().expect("ip"),
+        isp: "telecom".into(),
+        region: region.into(),
+        weight: 1,
+        check: Some("tcp:80".into()),
+    };
+    let e = s
+        .gslb_member_put(&member("198.18.0.1", "beijing"))
+        .await
+        .expect_err("unknown pool");
+    assert!(e.to_string().contains("abc.gslb.lab.test."), "{e}");
+    s.gslb_pool_put(&pool).await.expect("pool");
+    s.gslb_member_put(&member("198.18.0.2", "shanghai"))
+        .await
+        .expect("member");
+    s.gslb_member_put(&member("198.18.0.1", "beijing"))
+        .await
+        .expect("member");
+    let e = s
+        .gslb_member_put(&member("198.18.0.3", "nowhere"))
+        .await
+        .expect_err("unknown region");
+    assert!(e.to_string().contains("nowhere"), "{e}");
+    let d = s.gslb_data().await.expect("data");
+    assert_eq!(d.isp_map, vec![pfx("1.0.2.0/23", "telecom")]);
+    assert_eq!(d.region_map, vec![pfx("1.0.2.0/24", "beijing")]);
+    assert_eq!(
+        d.regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["beijing", "shanghai"]
+    );
+    assert_eq!(d.pools, vec![pool.clone()]);
+    // Members in the order they were added.
+    assert_eq!(
+        d.members,
+        vec![
+            member("198.18.0.2", "shanghai"),
+            member("198.18.0.1", "beijing")
+        ]
+    );
+    assert!(s
+        .gslb_member_remove(&pool.name, "198.18.0.2".parse().expect("ip"))
+        .await
+        .expect("remove"));
+    assert!(!s
+        .gslb_member_remove(&pool.name, "198.18.0.2".parse().expect("ip"))
+        .await
+        .expect("remove again"));
+    assert!(s
+        .gslb_map_remove(GslbMap::Region, "1.0.2.0/24".parse().expect("cidr"))
+        .await
+        .expect("map remove"));
+    let moved = s.generation(Topic::Gslb).await.expect("gen") - g0;
+    assert_eq!(moved, 10, "every write bumps the gslb counter");
+    // Health reports: upserted per node, no bump.
+    let h = GslbHealth {
+        ip: "198.18.0.1".parse().expect("ip"),
+        check: "tcp:80".into(),
+        node: "ns1".into(),
+        up: false,
+        at: 5,
+    };
+    s.gslb_health_report(std::slice::from_ref(&h))
+        .await
+        .expect("health");
+    let h2 = GslbHealth {
+        up: true,
+        at: 6,
+        ..h
+    };
+    s.gslb_health_report(std::slice::from_ref(&h2))
+        .await
+        .expect("health");
+    assert_eq!(s.gslb_health().await.expect("health"), vec![h2]);
+    assert_eq!(s.generation(Topic::Gslb).await.expect("gen") - g0, 10);
+    assert!(s.gslb_pool_remove(&pool.name).await.expect("pool remove"));
+    assert!(s.gslb_data().await.expect("data").members.is_empty());
 }

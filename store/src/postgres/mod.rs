@@ -7,6 +7,7 @@
 //! `NOTIFY labnet, '<topic>'`, delivered at commit, so a watcher on another
 //! machine wakes at once instead of at its next poll.
 
+mod gslb;
 mod leases;
 mod profiles;
 mod reservations;

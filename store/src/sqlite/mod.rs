@@ -15,6 +15,7 @@
 //!   daemons treat as fatal, instead of commits going on into an unlinked
 //!   inode that the next process to open the path never sees.
 
+mod gslb;
 mod leases;
 mod profiles;
 mod reservations;
