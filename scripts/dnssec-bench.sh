@@ -37,7 +37,7 @@ key() { dnssec-keygen -q -a ECDSAP256SHA256 -f KSK -n ZONE -K "$D/keys" "$1"; }
 ds() { dnssec-dsfromkey -2 "$D/keys/$1.key"; }
 sign() { # zonefile origin key
   cat "$D/keys/$3.key" >> "$1"
-  dnssec-signzone -q -z -K "$D/keys" -o "$2" -f "$1.signed" "$1" >/dev/null
+  dnssec-signzone -q -z -d "$D" -K "$D/keys" -o "$2" -f "$1.signed" "$1" >/dev/null
 }
 echo "signing $N_ZONES zones..." >&2
 RK=$(key .); CK=$(key com.)
