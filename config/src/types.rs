@@ -35,10 +35,6 @@ impl Ipv4Range {
         false
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = Ipv4Addr> {
-        (u32::from(self.start)..=u32::from(self.end)).map(Ipv4Addr::from)
-    }
-
     pub fn overlaps(&self, other: &Ipv4Range) -> bool {
         self.start <= other.end && other.start <= self.end
     }

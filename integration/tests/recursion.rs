@@ -19,7 +19,8 @@ use labnet_integration::*;
 
 /// root on .2; TLDs on .11 (com), .12 (net), .13 (example); leaf NSD A on
 /// 127.0.1.1, leaf NSD B on 127.0.2.1 (+ 127.0.2.9, lame for lame.com);
-/// 127.0.1.9 is silent (dropped); the poisoner on 127.0.3.1.
+/// 127.0.1.9 is silent (dropped); the poisoner on 127.0.3.1; a slow but
+/// working server on 127.0.3.2.
 const ROOT: &str = r#"$TTL 86400
 .                   SOA a.root-servers.net. h.root. 1 1800 900 604800 86400
 .                   NS  a.root-servers.net.
@@ -58,6 +59,14 @@ ns1.lame.com.   A   127.0.2.9
 ns2.lame.com.   A   127.0.1.1
 evil.com.       NS  ns.evil.com.
 ns.evil.com.    A   127.0.3.1
+slowsilent.com.     NS  ns1.slowsilent.com.
+slowsilent.com.     NS  ns2.slowsilent.com.
+ns1.slowsilent.com. A   127.0.1.9
+ns2.slowsilent.com. A   127.0.3.2
+slowlame.com.       NS  ns1.slowlame.com.
+slowlame.com.       NS  ns2.slowlame.com.
+ns1.slowlame.com.   A   127.0.2.9
+ns2.slowlame.com.   A   127.0.3.2
 "#;
 
 const NET: &str = r#"$TTL 86400
@@ -124,7 +133,9 @@ fn leaves() -> Vec<(char, &'static str, String)> {
             leaf(
                 "glue.com",
                 &[("ns1.glue.com.", "127.0.1.1")],
-                &format!("www A 192.0.2.10\nshort 2 A 192.0.2.12\nbig TXT{big}\n"),
+                &format!(
+                    "www A 192.0.2.10\nmail A 192.0.2.11\nshort 2 A 192.0.2.12\nbig TXT{big}\n"
+                ),
             ),
         ),
         (
@@ -229,9 +240,40 @@ while True:
     if qn.to_text().endswith("evil.com.") and q.question[0].rdtype == 1:
         r.answer.append(dns.rrset.from_text(qn, 300, "IN", "A", "192.0.2.66"))
     r.answer.append(dns.rrset.from_text("www.glue.com.", 300, "IN", "A", "6.6.6.6"))
+    r.answer.append(dns.rrset.from_text("mail.glue.com.", 300, "IN", "A", "6.6.6.6"))
     r.authority.append(dns.rrset.from_text("glue.com.", 300, "IN", "NS", "ns.evil.com."))
     r.additional.append(dns.rrset.from_text("ns.evil.com.", 300, "IN", "A", "127.0.3.1"))
     r.additional.append(dns.rrset.from_text("ns1.glue.com.", 300, "IN", "A", "127.0.3.1"))
+    s.sendto(r.to_wire(), peer)
+"#;
+
+/// Authoritative for slowsilent.com and slowlame.com, every name an A
+/// record, 150 ms late: once a resolver has measured it, a server it has
+/// never tried ranks before it, so the silent and the lame server beside it
+/// are certain to be tried within two questions.
+const SLOW: &str = r#"
+import socket, time, dns.message, dns.rrset, dns.flags, dns.rcode, dns.rdatatype
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.3.2", 53))
+while True:
+    data, peer = s.recvfrom(4096)
+    try:
+        q = dns.message.from_wire(data)
+    except Exception:
+        continue
+    time.sleep(0.15)
+    r = dns.message.make_response(q)
+    r.flags |= dns.flags.AA
+    qn = q.question[0].name
+    zone = next((z for z in ("slowsilent.com.", "slowlame.com.") if qn.to_text().lower().endswith(z)), None)
+    if zone is None:
+        r.set_rcode(dns.rcode.REFUSED)
+    elif q.question[0].rdtype == dns.rdatatype.A:
+        r.answer.append(dns.rrset.from_text(qn, 300, "IN", "A", "192.0.2.41"))
+    elif q.question[0].rdtype == dns.rdatatype.NS and qn.to_text().lower() == zone:
+        r.answer.append(dns.rrset.from_text(qn, 300, "IN", "NS", "ns2." + zone))
+    else:
+        r.authority.append(dns.rrset.from_text(zone, 300, "IN", "SOA", "ns2.%s h.%s 1 3600 600 86400 300" % (zone, zone)))
     s.sendto(r.to_wire(), peer)
 "#;
 
@@ -373,10 +415,24 @@ impl Internet {
                 .spawn()
                 .expect("start the poisoner"),
         );
+        ns.ip(&["addr", "add", "127.0.3.2/32", "dev", "lo"]);
+        let py = write_file(dir.path(), "slow.py", SLOW);
+        children.push(
+            ns.cmd("/usr/bin/python3")
+                .arg(&py)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("slow.log")).expect("log"))
+                .spawn()
+                .expect("start the slow server"),
+        );
         // 127.0.1.9 is a black hole (on loopback an unused port would
-        // answer at once with ICMP unreachable).
+        // answer at once with ICMP unreachable). The counters show which
+        // questions reached the silent and the lame server.
         ns.sh("nft add table inet blackhole && \
                nft add chain inet blackhole out '{ type filter hook output priority 0 ; }' && \
+               nft add rule inet blackhole out ip daddr 127.0.1.9 udp dport 53 counter && \
+               nft add rule inet blackhole out ip daddr 127.0.2.9 udp dport 53 counter && \
                nft add rule inet blackhole out ip daddr 127.0.1.9 drop");
         let hints = write_file(
             dir.path(),
@@ -395,6 +451,7 @@ impl Internet {
             ("127.0.1.1", "glue.com"),
             ("127.0.2.1", "chain2.net"),
             ("127.0.3.1", "www.evil.com"),
+            ("127.0.3.2", "slowlame.com"),
         ] {
             wait_for(
                 &format!("{addr} to answer for {zone}"),
@@ -418,6 +475,18 @@ impl Internet {
             .output()
             .expect("run dig");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Packets the resolver sent to `addr` port 53 so far (the nft
+    /// counters set up in `new`).
+    fn sent_to(&self, addr: &str) -> u64 {
+        let out = self.ns.sh("nft list chain inet blackhole out");
+        out.lines()
+            .find(|l| l.contains(&format!("ip daddr {addr} udp dport 53 counter")))
+            .and_then(|l| l.split("packets ").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no nft counter for {addr}:\n{out}"))
     }
 
     /// labnet-dnsd on `listen` with `extra` in `[dns]` and `more` after.
@@ -646,6 +715,65 @@ fn iterates_a_fake_internet_as_unbound_does() {
     dnsd.stop();
 }
 
+/// A silent server and a lame one, each beside a working one that is slow
+/// (150 ms): both bad servers are tried (the nft counters show it), the
+/// answers still come in a few seconds, and once a bad server failed it is
+/// left alone (backed off) while the working one answers the next names.
+#[test]
+fn silent_and_lame_servers_are_tried_then_backed_off() {
+    let net = Internet::new("reclame");
+    let mut dnsd = net.labnet(
+        "lame",
+        "127.0.0.1:53",
+        &format!(
+            "recursion_allowed = [\"127.0.0.1/32\"]\nroot_hints = \"{}\"",
+            net.hints.display()
+        ),
+        "",
+    );
+    for (zone, bad) in [
+        ("slowsilent.com", "127.0.1.9"),
+        ("slowlame.com", "127.0.2.9"),
+    ] {
+        // Two new names: the first measures the slow server (whichever
+        // was tried first), so the second certainly tries the bad one if
+        // the first did not.
+        for host in ["a", "b"] {
+            let q = format!("{host}.{zone} A");
+            let start = Instant::now();
+            let out = net.dig("127.0.0.1", &q);
+            let took = start.elapsed();
+            assert_eq!(
+                answers(&out),
+                [format!("{host}.{zone}. A 192.0.2.41")],
+                "{q}:\n{out}\nlog:\n{}",
+                dnsd.log_text()
+            );
+            assert!(took < Duration::from_secs(3), "{q} took {took:?}");
+        }
+        let tried = net.sent_to(bad);
+        assert!(tried >= 1, "{zone}: {bad} was never asked");
+        // Backed off: more names, answered by the slow server alone.
+        for host in ["c", "d", "e"] {
+            let q = format!("{host}.{zone} A");
+            let start = Instant::now();
+            let out = net.dig("127.0.0.1", &q);
+            assert!(out.contains("192.0.2.41"), "{q}:\n{out}");
+            assert!(
+                start.elapsed() < Duration::from_millis(1500),
+                "{q} took {:?}: the bad server was not avoided",
+                start.elapsed()
+            );
+        }
+        assert_eq!(
+            net.sent_to(bad),
+            tried,
+            "{zone}: {bad} asked again within its back-off"
+        );
+    }
+    dnsd.stop();
+}
+
 #[test]
 fn misbehaving_servers_and_poisoning() {
     let net = Internet::new("recbad");
@@ -687,9 +815,18 @@ fn misbehaving_servers_and_poisoning() {
     assert_eq!(answers(&out), ["www.glue.com. A 192.0.2.10"], "{out}");
     let out = net.dig("127.0.0.1", "ns1.glue.com A");
     assert_eq!(answers(&out), ["ns1.glue.com. A 127.0.1.1"], "{out}");
+    // A name nobody asked before the attack: only the forged record could
+    // have put it in the cache.
+    let out = net.dig("127.0.0.1", "mail.glue.com A");
+    assert_eq!(answers(&out), ["mail.glue.com. A 192.0.2.11"], "{out}");
     // Unbound, after the same poisoning attempt, agrees.
     net.dig("127.0.0.53", "www.evil.com A");
-    for q in ["www.glue.com A", "ns1.glue.com A", "www.evil.com A"] {
+    for q in [
+        "www.glue.com A",
+        "ns1.glue.com A",
+        "mail.glue.com A",
+        "www.evil.com A",
+    ] {
         assert_eq!(
             outcome(&net.dig("127.0.0.1", q)),
             outcome(&net.dig("127.0.0.53", q)),
