@@ -221,7 +221,7 @@ struct RawDns {
     max_negative_ttl: u32,
     #[serde(default = "yes")]
     qname_minimisation: bool,
-    dnssec: Option<Spanned<bool>>,
+    dnssec: Option<Spanned<OnOff>>,
     trust_anchors: Option<Spanned<PathBuf>>,
     lease_zone: Option<Spanned<String>>,
     #[serde(default = "default_lease_ttl")]
@@ -377,6 +377,32 @@ impl<'de> Deserialize<'de> for Range {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map(Range).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A switch written `true`/`false` or, as Unbound's and BIND's users write
+/// it, `"on"`/`"off"`.
+#[derive(Debug, Clone, Copy)]
+struct OnOff(bool);
+
+impl<'de> Deserialize<'de> for OnOff {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bool(bool),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Bool(b) => Ok(OnOff(b)),
+            Either::Text(t) => match t.as_str() {
+                "on" => Ok(OnOff(true)),
+                "off" => Ok(OnOff(false)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "`{t}` is not a switch: write \"on\", \"off\", true or false"
+                ))),
+            },
+        }
     }
 }
 
@@ -1257,7 +1283,7 @@ impl RawDns {
                 "at least 1M: a smaller cache only thrashes",
             ));
         }
-        if let Some(on) = self.dnssec.as_ref().filter(|d| *d.get_ref()) {
+        if let Some(on) = self.dnssec.as_ref().filter(|d| d.get_ref().0) {
             // Validation runs in the iterator; a forwarder's answers come
             // without the zone cuts the chain of trust needs.
             if !self.forwarders.is_empty() {
@@ -1302,7 +1328,7 @@ impl RawDns {
             max_ttl: self.max_ttl.into_inner(),
             max_negative_ttl: self.max_negative_ttl,
             qname_minimisation: self.qname_minimisation,
-            dnssec: self.dnssec.map(Spanned::into_inner),
+            dnssec: self.dnssec.map(|d| d.into_inner().0),
             trust_anchors: self.trust_anchors.map(Spanned::into_inner),
             lease_zone: self.lease_zone.map(|z| z.into_inner()),
             lease_ttl: self.lease_ttl,

@@ -154,6 +154,31 @@ fn dns_recursion_keys() {
 }
 
 #[test]
+fn dnssec_is_a_switch_written_either_way() {
+    let parse = |v: &str| {
+        Config::parse(
+            &format!("[store]\nurl = \"sqlite:///tmp/x.db\"\n[dns]\nlisten = [\"127.0.0.1:53\"]\ndnssec = {v}\n"),
+            "inline",
+        )
+    };
+    for (v, want) in [
+        ("\"off\"", false),
+        ("false", false),
+        ("\"on\"", true),
+        ("true", true),
+    ] {
+        let c = parse(v).unwrap_or_else(|e| panic!("dnssec = {v}: {e}"));
+        assert_eq!(c.dns.as_ref().and_then(|d| d.dnssec), Some(want), "{v}");
+    }
+    let err = parse("\"maybe\"").expect_err("not a switch");
+    assert_eq!(err.line(), Some(5), "{err}");
+    assert!(
+        err.to_string().contains("dnssec") && err.to_string().contains("maybe"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_missing_tftp_root_is_refused_with_its_line() {
     let c = Config::parse(
         "[store]\nurl = \"sqlite:///tmp/x.db\"\n[tftp]\nlisten = [\"127.0.0.1:69\"]\nroot = \"/nonexistent/labnet-tftp\"\n",
